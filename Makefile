@@ -1,0 +1,64 @@
+# marketban — every target installs what it needs from nothing but Python 3.11+, Java 17+ and Maven.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKA := deploy/local-kafka/kafka.sh
+export MARKETBAN_KAFKA_PORT ?= 9092
+
+.PHONY: help venv lint fmt test test-unit kafka-up kafka-down kafka-status constraints clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(STAMP) ## create/update the virtualenv with the package and dev tools
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict on src/
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy --strict src
+
+fmt: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+# Runs the whole suite. Starts the local broker unless MARKETBAN_KAFKA_BOOTSTRAP names one (or one
+# is already up), and stops the broker it started, also when the tests fail. Exit status = pytest's.
+test: lint ## lint, then the whole test suite against a real Kafka broker
+	@started=0; \
+	if [ -z "$${MARKETBAN_KAFKA_BOOTSTRAP:-}" ]; then \
+	  if ! $(KAFKA) status 2>/dev/null; then $(KAFKA) up || exit 1; started=1; fi; \
+	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
+	fi; \
+	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## the unit tests alone (no broker)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+kafka-up: ## start the local Apache Kafka broker (KRaft, 127.0.0.1:$MARKETBAN_KAFKA_PORT)
+	$(KAFKA) up
+
+kafka-down: ## stop the local broker and remove its data
+	$(KAFKA) down
+
+kafka-status: ## is the local broker running?
+	$(KAFKA) status
+
+constraints: $(STAMP) ## re-pin requirements/constraints.txt to what the venv has
+	{ sed -n '1,2p' requirements/constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -i '^marketban'; } > requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
+
+clean: ## remove the venv and local state (not the cached broker)
+	-$(KAFKA) down
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

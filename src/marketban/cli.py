@@ -1,0 +1,44 @@
+"""The ``marketban`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from marketban import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="marketban",
+        description=(
+            "Enforce CSRC securities market-entry bans (证券市场禁入规定) on order flow. "
+            "Configuration comes from MARKETBAN_* environment variables (see README)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"marketban {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    ping = sub.add_parser("ping", help="check that the Kafka cluster answers a metadata request")
+    ping.add_argument("--timeout", type=float, default=10.0, help="seconds to keep trying")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "ping":
+        from marketban.adapters.kafka_admin import ping_command  # noqa: PLC0415 - keeps --help fast
+
+        return ping_command(args.timeout)
+    parser.error(f"unknown command {args.command}")
+    return 2  # pragma: no cover - parser.error exits
+
+
+if __name__ == "__main__":
+    sys.exit(main())

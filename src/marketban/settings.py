@@ -1,0 +1,52 @@
+"""Configuration: one frozen settings object read from ``MARKETBAN_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Final
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Input topics of the spec, without the prefix.
+INPUT_TOPICS: Final = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
+#: Output topics of the spec, without the prefix.
+OUTPUT_TOPICS: Final = ("decisions", "violations", "rejected")
+
+
+class Settings(BaseSettings):
+    """Every setting of marketban; each field is read from ``MARKETBAN_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MARKETBAN_", frozen=True, extra="ignore")
+
+    kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local dev broker")
+    kafka_bootstrap: str = Field(
+        "", description="Kafka bootstrap servers; empty means the local broker on kafka_port"
+    )
+    topic_prefix: str = Field(
+        "marketban.", pattern=r"^[A-Za-z0-9._-]*$", description="prefix of every Kafka name"
+    )
+    topic_partitions: int = Field(6, ge=1, le=1024, description="partitions of topics it creates")
+    topic_replication: int = Field(1, ge=1, le=16, description="replication of topics it creates")
+    web_bind: str = Field("127.0.0.1", description="address the worker's web server binds to")
+    web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web server")
+    holidays_file: Path | None = Field(
+        None, description="JSON file of published holidays for years the calendars do not know"
+    )
+
+    @model_validator(mode="after")
+    def _default_bootstrap(self) -> Settings:
+        if not self.kafka_bootstrap:
+            # Frozen model: set the derived default once, during validation.
+            object.__setattr__(self, "kafka_bootstrap", f"127.0.0.1:{self.kafka_port}")
+        return self
+
+    def topic(self, name: str) -> str:
+        """Return the full Kafka topic name for a spec topic name (``orders`` -> prefix+orders)."""
+        return f"{self.topic_prefix}{name}"
+
+    @cached_property
+    def app_id(self) -> str:
+        """Faust application id: also its consumer group and the prefix of its changelogs."""
+        return f"{self.topic_prefix}worker"
