@@ -20,6 +20,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"marketban {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    replay = sub.add_parser(
+        "replay",
+        help="decide a file of input messages offline (JSON lines, spec R7) and print the outputs",
+        description=(
+            "Reads JSON lines {topic, key, value|raw} in order and writes the decisions, "
+            "violations and rejections they cause to standard output, as JSON lines."
+        ),
+    )
+    replay.add_argument("file", help="the input file, or - for standard input")
     ping = sub.add_parser("ping", help="check that the Kafka cluster answers a metadata request")
     ping.add_argument("--timeout", type=float, default=10.0, help="seconds to keep trying")
     return parser
@@ -32,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "replay":
+        from marketban.entrypoints import replay_command  # noqa: PLC0415 - keeps --help fast
+
+        return replay_command(args.file)
     if args.command == "ping":
         from marketban.adapters.kafka_admin import ping_command  # noqa: PLC0415 - keeps --help fast
 

@@ -1,0 +1,584 @@
+"""The decision engine: one input event in, the decisions/violations/rejections it causes out.
+
+The same engine runs over plain dicts (``marketban replay``, tests) and over Faust tables (the
+worker): its state lives in four mappings and every change is written back with ``m[key] = v``,
+which is what makes a table write its changelog. Time comes only from the events (spec R6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, Field
+
+from marketban.domain.bans import BanBook, BanRecord, PersonBans, Window
+from marketban.domain.calendars import MarketCalendar
+from marketban.domain.models import (
+    AccountLink,
+    BanEvent,
+    Decision,
+    Evidence,
+    Execution,
+    ExemptionClaim,
+    Holding,
+    Order,
+    Rejected,
+    Side,
+    Verdict,
+    Violation,
+)
+from marketban.domain.wire import DecodeError, parse_object, payload_text, validate
+
+CLAUSE_NAMES: Final = {
+    "6.1": "ordered buy-back (责令回购)",
+    "6.2": "ordered disposal of illegally held securities",
+    "6.3": "court-enforced deduction, sale or transfer",
+    "6.4": "credit-risk unwinding",
+    "6.5": "obligations disclosed before the ban",
+    "6.6": "sale of pre-ban holdings",
+    "6.7": "other approved case",
+}
+#: Day orders lapse at the close; tracked orders are kept this long for late execution reports.
+ORDER_RETENTION = timedelta(days=7)
+INPUT_TOPICS: Final = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
+
+Payload = bytes | dict[str, Any]
+Output = tuple[str, str | None, BaseModel]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an input came from, for rejection records."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    line: int | None = None
+
+
+class OrderTrack(BaseModel):
+    """What R5 needs to remember of an order of a linked account, until its session is long over."""
+
+    order_id: str
+    session: date
+    verdict: Verdict | Literal["undecided"]
+    side: Side
+    security: str
+    quantity: int
+    claim: ExemptionClaim | None = None
+    quota_key: str | None = None
+    reserved: int = 0  # open reservation against quota_key (allow_exempt)
+    covered: int = 0  # what a plain allow still covers
+    open: bool = True
+    breached: bool = False
+
+
+class AccountState(BaseModel):
+    """Per-account state: evidence, holdings snapshots, quota use and tracked orders."""
+
+    evidence: dict[str, Evidence] = Field(default_factory=dict)
+    holdings: dict[str, list[tuple[date, int]]] = Field(default_factory=dict)
+    used: dict[str, int] = Field(default_factory=dict)
+    orders: dict[str, OrderTrack] = Field(default_factory=dict)
+
+    def reserved(self, quota_key: str, session: date) -> int:
+        """Open reservations against a quota by orders of ``session`` (R5: they lapse after it)."""
+        return sum(
+            t.reserved
+            for t in self.orders.values()
+            if t.open and t.quota_key == quota_key and t.session == session
+        )
+
+    def pre_ban_holding(self, security: str, before: date) -> int:
+        """The latest snapshot quantity of ``security`` with ``as_of`` before ``before``."""
+        best: tuple[date, int] | None = None
+        for as_of, qty in self.holdings.get(security, ()):
+            if as_of < before and (best is None or as_of > best[0]):
+                best = (as_of, qty)
+        return best[1] if best else 0
+
+    def evict_before(self, session: date) -> None:
+        """Forget orders whose session ended long before ``session`` (bounded state)."""
+        horizon = session - ORDER_RETENTION
+        stale = [oid for oid, t in self.orders.items() if t.session < horizon]
+        for oid in stale:
+            del self.orders[oid]
+
+
+@dataclass
+class State:
+    """The engine's state, as mappings: plain dicts here, Faust tables in the worker."""
+
+    bans: MutableMapping[str, BanRecord] = field(default_factory=dict)
+    persons: MutableMapping[str, PersonBans] = field(default_factory=dict)
+    links: MutableMapping[str, AccountLink] = field(default_factory=dict)
+    accounts: MutableMapping[str, AccountState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """What R4 judges: an order, or an execution checked as an order (R5)."""
+
+    side: Side
+    security: str
+    quantity: int
+    claim: ExemptionClaim | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Judgement:
+    verdict: Verdict
+    clause: str | None
+    quota_key: str | None
+    text: str
+
+
+class Engine:
+    """Applies input events to the state and returns the output records they cause."""
+
+    def __init__(self, calendar: MarketCalendar, state: State | None = None) -> None:
+        self.calendar = calendar
+        self.state = state or State()
+        self.book = BanBook(calendar, self.state.bans, self.state.persons)
+
+    # ---- entry point ---------------------------------------------------------------------------
+
+    def handle(
+        self,
+        topic: str,
+        key: str | None,
+        payload: Payload,
+        source: Source,
+        now: datetime | None = None,
+    ) -> list[Output]:
+        """Process one input message of ``topic`` (spec name, no prefix).
+
+        ``now`` is the processing time an adapter may stamp on outputs; the decision itself never
+        depends on it (R6). Without it, outputs carry the event's own time.
+        """
+        try:
+            obj = parse_object(payload)
+        except DecodeError as exc:
+            return [self._rejected(source, key, payload, str(exc))]
+        try:
+            if topic == "orders":
+                return self._on_order(key, obj, source, now)
+            if topic == "bans":
+                return self._on_ban(key, obj, payload, source)
+            if topic == "accounts":
+                return self._on_account(key, obj)
+            if topic == "evidence":
+                return self._on_evidence(key, obj)
+            if topic == "holdings":
+                return self._on_holding(key, obj)
+            if topic == "executions":
+                return self._on_execution(key, obj, now)
+        except DecodeError as exc:
+            return [self._rejected(source, key, payload, str(exc))]
+        return [self._rejected(source, key, payload, f"unknown topic {topic!r}")]
+
+    # ---- reference data ------------------------------------------------------------------------
+
+    def _on_ban(
+        self, key: str | None, obj: dict[str, Any], payload: Payload, src: Source
+    ) -> list[Output]:
+        event = validate(BanEvent, obj)
+        _require_key(key, event.decision_id, "decision_id")
+        out: list[Output] = []
+        for bad, reason in self.book.apply(event):
+            if bad is event:
+                raw, note = payload, ""
+            else:
+                # A held amend/revoke, found invalid once its issue arrived.
+                raw, note = bad.model_dump(mode="json"), f" (held {bad.action} v{bad.version})"
+            error = f"invalid decision {event.decision_id}: {reason}{note}"
+            out.append(self._rejected(src, key, raw, error))
+        return out
+
+    def _on_account(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
+        link = validate(AccountLink, obj)
+        _require_key(key, link.account_id, "account_id")
+        self.state.links[link.account_id] = link
+        return []
+
+    def _on_evidence(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
+        ev = validate(Evidence, obj)
+        _require_key(key, ev.account_id, "account_id")
+        st = self.state.accounts.get(ev.account_id) or AccountState()
+        st.evidence[ev.evidence_id] = ev
+        self.state.accounts[ev.account_id] = st
+        return []
+
+    def _on_holding(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
+        h = validate(Holding, obj)
+        _require_key(key, h.account_id, "account_id")
+        st = self.state.accounts.get(h.account_id) or AccountState()
+        snaps = [s for s in st.holdings.get(h.security, []) if s[0] != h.as_of]
+        snaps.append((h.as_of, h.quantity))
+        snaps.sort()
+        st.holdings[h.security] = snaps
+        self.state.accounts[h.account_id] = st
+        return []
+
+    # ---- orders (R3, R4) -----------------------------------------------------------------------
+
+    def _on_order(
+        self, key: str | None, obj: dict[str, Any], src: Source, now: datetime | None
+    ) -> list[Output]:
+        try:
+            order = validate(Order, obj)
+            _require_key(key, order.account_id, "account_id")
+        except DecodeError as exc:
+            return self._invalid_order(key, obj, src, str(exc))
+        session_day = self.calendar.session_of(order.entered_at)
+        session = session_day.day
+        decided_at = now or order.entered_at
+        link = self.state.links.get(order.account_id)
+        if link is None:
+            reason = "no person is linked to this account"
+            return [
+                self._decision(
+                    order,
+                    person_id=None,
+                    verdict="allow",
+                    clause=None,
+                    ids=[],
+                    reason=reason,
+                    session=session,
+                    decided_at=decided_at,
+                )
+            ]
+        person = self.state.persons.get(link.person_id)
+        windows = person.trading_windows_on(session) if person else []
+        st = self.state.accounts.get(order.account_id) or AccountState()
+        duplicate = st.orders.get(order.order_id)
+        if duplicate is not None:
+            return [
+                self._rejected(
+                    src,
+                    key,
+                    obj,
+                    f"duplicate order_id {order.order_id}: already decided ({duplicate.verdict}) "
+                    f"for session {duplicate.session}",
+                )
+            ]
+        st.evict_before(session)
+        track = OrderTrack(
+            order_id=order.order_id,
+            session=session,
+            verdict="allow",
+            side=order.side,
+            security=order.security,
+            quantity=order.quantity,
+            claim=order.exemption,
+        )
+        est = (
+            " (session date estimated: the calendar does not know that year yet)"
+            if session_day.estimated
+            else ""
+        )
+        if not windows:
+            track.covered = order.quantity
+            st.orders[order.order_id] = track
+            self.state.accounts[order.account_id] = st
+            text = f"person {link.person_id} has no trading measure for session {session}{est}"
+            return [
+                self._decision(
+                    order,
+                    person_id=link.person_id,
+                    verdict="allow",
+                    clause=None,
+                    ids=[],
+                    reason=text,
+                    session=session,
+                    decided_at=decided_at,
+                )
+            ]
+        ids = _decision_ids(windows)
+        ask = _Ask(order.side, order.security, order.quantity, order.exemption)
+        j = self._judge(st, windows, session, ask)
+        track.verdict = j.verdict
+        if j.verdict == "allow_exempt":
+            track.quota_key = j.quota_key
+            track.reserved = order.quantity
+        st.orders[order.order_id] = track
+        self.state.accounts[order.account_id] = st
+        decision = self._decision(
+            order,
+            person_id=link.person_id,
+            verdict=j.verdict,
+            clause=j.clause,
+            ids=ids,
+            reason=j.text + est,
+            session=session,
+            decided_at=decided_at,
+        )
+        if j.verdict != "block":
+            return [decision]
+        violation = Violation(
+            violation_id=f"blocked_attempt:{order.order_id}",
+            kind="blocked_attempt",
+            severity="medium",
+            account_id=order.account_id,
+            person_id=link.person_id,
+            order_id=order.order_id,
+            decision_ids=ids,
+            broker=order.broker,
+            session=session,
+            detected_at=decided_at,
+            detail=j.text,
+        )
+        return [decision, ("violations", order.account_id, violation)]
+
+    def _judge(
+        self, st: AccountState, windows: list[Window], session: date, ask: _Ask
+    ) -> _Judgement:
+        """R4 steps 2-4 for a person under a trading measure on ``session``."""
+        bans = "; ".join(w.describe() for w in windows)
+        failures: list[str] = []
+        claim = ask.claim
+        if claim is not None and claim.clause != "6.6":
+            problem = _evidence_problem(st, claim, windows, session, ask)
+            if problem is None:
+                key = f"ev:{claim.reference}"
+                ev = st.evidence[claim.reference or ""]
+                taken = st.used.get(key, 0) + st.reserved(key, session)
+                left = ev.max_quantity - taken - ask.quantity
+                return _Judgement(
+                    "allow_exempt",
+                    claim.clause,
+                    key,
+                    f"allowed under the Art. {_art(claim.clause)} exception, "
+                    f"{CLAUSE_NAMES[claim.clause]}, with evidence {ev.evidence_id} "
+                    f"({left} of {ev.max_quantity} left after this order), despite {bans}",
+                )
+            failures.append(f"claimed exception {claim.clause} failed: {problem}")
+        if claim is not None and claim.clause == "6.6" and ask.side == "buy":
+            failures.append("claimed exception 6.6 covers only sales of pre-ban holdings")
+        if ask.side == "sell":
+            start = min(w.start for w in windows)
+            key = f"66:{ask.security}"
+            held = st.pre_ban_holding(ask.security, start)
+            taken = st.used.get(key, 0) + st.reserved(key, session)
+            if held - taken >= ask.quantity:
+                return _Judgement(
+                    "allow_exempt",
+                    "6.6",
+                    key,
+                    f"allowed under the Art. 6(6) exception, sale of pre-ban holdings: {held} of "
+                    f"{ask.security} held before {start}, {taken} already sold or reserved, "
+                    f"{held - taken - ask.quantity} left after this order, despite {bans}",
+                )
+            failures.append(
+                f"pre-ban holdings do not cover the sale: {held} of {ask.security} held before "
+                f"{start}, {taken} already sold or reserved, the order needs {ask.quantity}"
+            )
+        why = f"; {'; '.join(failures)}" if failures else ""
+        return _Judgement("block", None, None, f"blocked: {bans} applies to session {session}{why}")
+
+    def _invalid_order(
+        self, key: str | None, obj: dict[str, Any], src: Source, error: str
+    ) -> list[Output]:
+        out: list[Output] = [self._rejected(src, key, obj, f"invalid order: {error}")]
+        order_id, account_id = obj.get("order_id"), obj.get("account_id")
+        if isinstance(order_id, str) and order_id and isinstance(account_id, str) and account_id:
+            link = self.state.links.get(account_id)
+            out.append(
+                (
+                    "decisions",
+                    account_id,
+                    Decision(
+                        order_id=order_id,
+                        account_id=account_id,
+                        person_id=link.person_id if link else None,
+                        verdict="block",
+                        clause=None,
+                        decision_ids=[],
+                        reason=f"invalid order: {error}",
+                        session=None,
+                        decided_at=None,
+                    ),
+                )
+            )
+        return out
+
+    # ---- executions (R5) -----------------------------------------------------------------------
+
+    def _on_execution(
+        self, key: str | None, obj: dict[str, Any], now: datetime | None
+    ) -> list[Output]:
+        ex = validate(Execution, obj)
+        _require_key(key, ex.account_id, "account_id")
+        st = self.state.accounts.get(ex.account_id)
+        track = st.orders.get(ex.order_id) if st else None
+        if ex.status != "fill":
+            if st is not None and track is not None and track.open:
+                track.open, track.reserved, track.covered = False, 0, 0
+                self.state.accounts[ex.account_id] = st
+            return []
+        excess = ex.quantity
+        if st is not None and track is not None:
+            if track.quota_key is not None:
+                take = min(excess, track.reserved)
+                track.reserved -= take
+                st.used[track.quota_key] = st.used.get(track.quota_key, 0) + take
+                excess -= take
+            elif track.verdict == "allow":
+                take = min(excess, track.covered)
+                track.covered -= take
+                excess -= take
+            self.state.accounts[ex.account_id] = st
+        if excess == 0:
+            return []
+        link = self.state.links.get(ex.account_id)
+        if link is None:
+            return []
+        session = self.calendar.session_of(ex.executed_at).day
+        person = self.state.persons.get(link.person_id)
+        windows = person.trading_windows_on(session) if person else []
+        if not windows:
+            return []
+        st = st or AccountState()
+        claim = track.claim if track is not None else None
+        j = self._judge(st, windows, session, _Ask(ex.side, ex.security, excess, claim))
+        if j.verdict == "allow_exempt" and j.quota_key is not None:
+            # R5: checked as an order at its execution time, it would have been allowed: it uses
+            # that quota directly (nothing is reserved, the quantity is already executed).
+            st.used[j.quota_key] = st.used.get(j.quota_key, 0) + excess
+            self.state.accounts[ex.account_id] = st
+            return []
+        if track is None:
+            track = OrderTrack(
+                order_id=ex.order_id,
+                session=session,
+                verdict="undecided",
+                side=ex.side,
+                security=ex.security,
+                quantity=0,
+                open=False,
+            )
+            st.orders[ex.order_id] = track
+        if track.breached:
+            self.state.accounts[ex.account_id] = st
+            return []  # each violation is emitted once
+        track.breached = True
+        self.state.accounts[ex.account_id] = st
+        what = {
+            "undecided": "an order that was never decided",
+            "block": "an order that was blocked",
+        }.get(track.verdict, f"an order decided {track.verdict}, beyond what that decision covered")
+        detail = f"{excess} of {ex.security} {ex.side} executed on {what} ({ex.order_id}); {j.text}"
+        violation = Violation(
+            violation_id=f"executed_breach:{ex.order_id}",
+            kind="executed_breach",
+            severity="high",
+            account_id=ex.account_id,
+            person_id=link.person_id,
+            order_id=ex.order_id,
+            decision_ids=_decision_ids(windows),
+            broker=ex.broker,
+            session=session,
+            detected_at=now or ex.executed_at,
+            detail=detail,
+        )
+        return [("violations", ex.account_id, violation)]
+
+    # ---- outputs -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _decision(
+        order: Order,
+        *,
+        person_id: str | None,
+        verdict: Verdict,
+        clause: str | None,
+        ids: list[str],
+        reason: str,
+        session: date,
+        decided_at: datetime,
+    ) -> Output:
+        return (
+            "decisions",
+            order.account_id,
+            Decision(
+                order_id=order.order_id,
+                account_id=order.account_id,
+                person_id=person_id,
+                verdict=verdict,
+                clause=clause,
+                decision_ids=ids,
+                reason=reason,
+                session=session,
+                decided_at=decided_at,
+            ),
+        )
+
+    @staticmethod
+    def _rejected(src: Source, key: str | None, payload: Payload, error: str) -> Output:
+        text, truncated = payload_text(payload)
+        return (
+            "rejected",
+            key,
+            Rejected(
+                source_topic=src.topic,
+                partition=src.partition,
+                offset=src.offset,
+                line=src.line,
+                key=key,
+                payload=text,
+                payload_truncated=truncated,
+                error=error,
+            ),
+        )
+
+
+def _require_key(key: str | None, expected: str, field_name: str) -> None:
+    if key != expected:
+        raise DecodeError(
+            f"message key {key!r} is not its {field_name} {expected!r}: records must be keyed by "
+            f"{field_name} so that each one reaches the partition that holds its state"
+        )
+
+
+def _evidence_problem(
+    st: AccountState, claim: ExemptionClaim, windows: list[Window], session: date, ask: _Ask
+) -> str | None:
+    """Why the claimed evidence does not allow this order, or None when it does (R4 step 2)."""
+    if claim.reference is None:
+        return "the claim names no evidence reference"
+    ev = st.evidence.get(claim.reference)
+    if ev is None:
+        return f"no evidence {claim.reference} is on file for this account"
+    name = f"evidence {ev.evidence_id}"
+    if ev.clause != claim.clause:
+        return f"{name} is for clause {ev.clause}, not {claim.clause}"
+    if ev.revoked:
+        return f"{name} has been revoked"
+    if not ev.valid_from <= session <= ev.valid_until:
+        return f"{name} is valid {ev.valid_from} to {ev.valid_until}, not for session {session}"
+    if ev.security is not None and ev.security != ask.security:
+        return f"{name} covers security {ev.security}, not {ask.security}"
+    if ev.side != ask.side:
+        return f"{name} allows {ev.side} orders, not {ask.side}"
+    if ev.clause == "6.5":
+        start = min(w.start for w in windows)
+        if ev.disclosed_on is None or ev.disclosed_on >= start:
+            return f"the disclosure of {ev.disclosed_on} is not before the ban's start {start}"
+    key = f"ev:{ev.evidence_id}"
+    left = ev.max_quantity - st.used.get(key, 0) - st.reserved(key, session)
+    if left < ask.quantity:
+        return (
+            f"{name} has {max(left, 0)} of {ev.max_quantity} left, the order needs {ask.quantity}"
+        )
+    return None
+
+
+def _decision_ids(windows: list[Window]) -> list[str]:
+    return sorted({w.decision_id for w in windows})
+
+
+def _art(clause: str) -> str:
+    return f"6({clause.split('.')[1]})"

@@ -1,0 +1,39 @@
+"""Command implementations: build the pieces from the settings and run them (one bootstrap)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from marketban.domain.calendars import default_calendar
+from marketban.domain.engine import Engine
+from marketban.service.replay import replay
+from marketban.settings import Settings
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine with the calendar (and published holidays) the settings name."""
+    return Engine(default_calendar(settings.holidays_file))
+
+
+def replay_command(file: str) -> int:
+    """``marketban replay FILE``: exit 0 once the whole input was read."""
+    settings = Settings()
+    try:
+        engine = build_engine(settings)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"marketban replay: cannot load the holidays file: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    out = sys.stdout.buffer
+    try:
+        if file == "-":
+            replay(engine, sys.stdin.buffer, out)
+        else:
+            with Path(file).open("rb") as lines:
+                replay(engine, lines, out)
+    except OSError as exc:
+        print(f"marketban replay: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    finally:
+        out.flush()
+    return 0
