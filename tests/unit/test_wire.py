@@ -1,0 +1,85 @@
+"""Bad input gets a clear error naming the field, and is never dropped silently."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketban.domain.engine import Source
+from marketban.domain.wire import MAX_PAYLOAD_BYTES
+from tests.unit.helpers import new_engine, order
+
+
+def handle(topic: str, key: str | None, payload):
+    return new_engine().handle(topic, key, payload, Source(topic, partition=3, offset=42))
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"quantity": "100"}, "quantity"),
+        ({"quantity": -1}, "quantity"),
+        ({"quantity": True}, "quantity"),
+        ({"price": "-1"}, "price"),
+        ({"price": "abc"}, "price"),
+        ({"price": "NaN"}, "price"),
+        ({"entered_at": "2024-05-13T10:00:00"}, "entered_at"),
+        ({"entered_at": 1715565600}, "entered_at"),
+        ({"side": "short"}, "side"),
+        ({"exemption": {"clause": "6.9"}}, "exemption.clause"),
+        ({"order_id": ""}, "order_id"),
+    ],
+)
+def test_an_invalid_order_is_rejected_naming_the_field_and_blocked(patch, field) -> None:
+    value = {**order("O1", "A1"), **patch}
+    out = handle("orders", "A1", value)
+    rejected = [v for t, _, v in out if t == "rejected"]
+    assert len(rejected) == 1
+    assert f"field '{field}'" in rejected[0].error
+    assert (rejected[0].partition, rejected[0].offset, rejected[0].source_topic) == (3, 42, "orders")
+    decisions = [v for t, _, v in out if t == "decisions"]
+    if value["order_id"]:
+        assert [d.verdict for d in decisions] == ["block"]
+        assert decisions[0].reason.startswith("invalid order:")
+    else:
+        assert decisions == []
+
+
+def test_a_missing_field_is_named() -> None:
+    value = order("O1", "A1")
+    del value["broker"]
+    (rejected, _decision) = handle("orders", "A1", value)
+    assert "field 'broker': Field required" in rejected[2].error
+
+
+def test_unknown_fields_are_ignored() -> None:
+    out = handle("orders", "A1", {**order("O1", "A1"), "venue_extra": {"x": 1}})
+    assert [t for t, _, _ in out] == ["decisions"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"\xff\xfe not utf-8", "not valid UTF-8 JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"{" * 5000, "not valid UTF-8 JSON"),
+        (b'{"a": "' + b"x" * MAX_PAYLOAD_BYTES + b'"}', "the limit is"),
+    ],
+)
+def test_unreadable_payloads_are_rejected_with_the_payload_text(payload, error) -> None:
+    for topic in ("orders", "bans", "accounts", "evidence", "holdings", "executions"):
+        ((t, key, rejected),) = handle(topic, "K", payload)
+        assert t == "rejected"
+        assert key == "K"
+        assert error in rejected.error
+        assert rejected.payload  # the raw text travels with the rejection (truncated if huge)
+
+
+def test_a_record_keyed_by_something_else_is_refused_so_state_stays_partitioned() -> None:
+    out = handle("accounts", "A2", {"account_id": "A1", "person_id": "P1", "kind": "cash"})
+    assert "is not its account_id" in out[0][2].error
+
+
+def test_a_deeply_nested_valid_json_object_is_rejected_not_crashing() -> None:
+    deep = b'{"order_id": "O1", "account_id": "A1", "terminal": ' + b'{"a": ' * 200 + b"1" + b"}" * 201
+    out = handle("orders", "A1", deep)
+    assert [t for t, _, _ in out] == ["rejected", "decisions"]
