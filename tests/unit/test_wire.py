@@ -35,7 +35,8 @@ def test_an_invalid_order_is_rejected_naming_the_field_and_blocked(patch, field)
     rejected = [v for t, _, v in out if t == "rejected"]
     assert len(rejected) == 1
     assert f"field '{field}'" in rejected[0].error
-    assert (rejected[0].partition, rejected[0].offset, rejected[0].source_topic) == (3, 42, "orders")
+    where = (rejected[0].partition, rejected[0].offset, rejected[0].source_topic)
+    assert where == (3, 42, "orders")
     decisions = [v for t, _, v in out if t == "decisions"]
     if value["order_id"]:
         assert [d.verdict for d in decisions] == ["block"]
@@ -80,6 +81,7 @@ def test_a_record_keyed_by_something_else_is_refused_so_state_stays_partitioned(
 
 
 def test_a_deeply_nested_valid_json_object_is_rejected_not_crashing() -> None:
-    deep = b'{"order_id": "O1", "account_id": "A1", "terminal": ' + b'{"a": ' * 200 + b"1" + b"}" * 201
+    head = b'{"order_id": "O1", "account_id": "A1", "terminal": '
+    deep = head + b'{"a": ' * 200 + b"1" + b"}" * 201
     out = handle("orders", "A1", deep)
     assert [t for t, _, _ in out] == ["rejected", "decisions"]
