@@ -10,25 +10,53 @@ from marketban.domain.engine import Engine, Output, Source
 CAL = default_calendar()
 
 
-def ban(did: str = "D1", person: str = "P1", *, version: int = 1, action: str = "issue",
-        measures: list[dict[str, Any]] | None = None, served_on: str | None = "2024-05-10",
-        ended: str | None = "2023-11-30", mitigated: bool = False,
-        effective_on: str | None = None) -> dict[str, Any]:
+def ban(
+    did: str = "D1",
+    person: str = "P1",
+    *,
+    version: int = 1,
+    action: str = "issue",
+    measures: list[dict[str, Any]] | None = None,
+    served_on: str | None = "2024-05-10",
+    ended: str | None = "2023-11-30",
+    mitigated: bool = False,
+    effective_on: str | None = None,
+) -> dict[str, Any]:
     return {
-        "decision_id": did, "version": version, "action": action, "issuer": "CSRC",
-        "person_id": person, "person_name": "张三",
+        "decision_id": did,
+        "version": version,
+        "action": action,
+        "issuer": "CSRC",
+        "person_id": person,
+        "person_name": "张三",
         "measures": [{"kind": "trading", "years": 5}] if measures is None else measures,
-        "served_on": served_on, "violation_ended_on": ended, "mitigated": mitigated,
+        "served_on": served_on,
+        "violation_ended_on": ended,
+        "mitigated": mitigated,
         "effective_on": effective_on,
     }
 
 
-def order(oid: str, account: str = "A1", *, side: str = "buy", qty: int = 100,
-          at: str = "2024-05-13T10:00:00+08:00", security: str = "600000",
-          exemption: dict[str, Any] | None = None) -> dict[str, Any]:
+def order(
+    oid: str,
+    account: str = "A1",
+    *,
+    side: str = "buy",
+    qty: int = 100,
+    at: str = "2024-05-13T10:00:00+08:00",
+    security: str = "600000",
+    exemption: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     value: dict[str, Any] = {
-        "order_id": oid, "account_id": account, "exchange": "XSHG", "security": security,
-        "side": side, "quantity": qty, "price": "10.50", "entered_at": at, "broker": "B001",
+        "order_id": oid,
+        "account_id": account,
+        "exchange": "XSHG",
+        "security": security,
+        "side": side,
+        "quantity": qty,
+        "price": "10.50",
+        "entered_at": at,
+        "broker": "B001",
     }
     if exemption is not None:
         value["exemption"] = exemption

@@ -80,57 +80,77 @@ def test_r1_amend_and_revoke_before_the_issue_are_held_and_applied_in_version_or
     )
     assert verdicts(held) == {"O1": "allow"}  # nothing applies before the issue
     feed(engine, ("bans", ban(version=1)))
-    got = verdicts(feed(
-        engine,
-        ("orders", order("O2", at="2024-05-31T10:00:00+08:00")),
-        ("orders", order("O3", at="2024-06-03T10:00:00+08:00")),
-    ))
+    got = verdicts(
+        feed(
+            engine,
+            ("orders", order("O2", at="2024-05-31T10:00:00+08:00")),
+            ("orders", order("O3", at="2024-06-03T10:00:00+08:00")),
+        )
+    )
     assert got == {"O2": "block", "O3": "allow"}
 
 
 def test_r1_held_events_with_a_version_below_the_issue_are_dropped() -> None:
     engine = new_engine()
-    feed(engine,
-         ("bans", ban(version=1, action="revoke", effective_on="2024-05-14")),
-         ("bans", ban(version=2)),
-         ("accounts", link()))
+    feed(
+        engine,
+        ("bans", ban(version=1, action="revoke", effective_on="2024-05-14")),
+        ("bans", ban(version=2)),
+        ("accounts", link()),
+    )
     assert verdicts(feed(engine, ("orders", order("O1", at="2024-06-03T10:00:00+08:00")))) == {
-        "O1": "block"}
+        "O1": "block"
+    }
 
 
 def test_r1_an_invalid_amend_leaves_the_decision_as_it_was() -> None:
     engine = new_engine()
     feed(engine, ("bans", ban()), ("accounts", link()))
-    out = feed(engine, ("bans", ban(version=2, action="amend",
-                                   measures=[{"kind": "trading", "years": 7}])))
+    out = feed(
+        engine, ("bans", ban(version=2, action="amend", measures=[{"kind": "trading", "years": 7}]))
+    )
     assert "Art. 7" in rejections(out)[0]
     assert verdicts(feed(engine, ("orders", order("O1", at="2028-05-12T10:00:00+08:00")))) == {
-        "O1": "block"}
+        "O1": "block"
+    }
 
 
 def test_r1_amend_replaces_served_on() -> None:
     engine = new_engine()
     feed(engine, ("bans", ban(measures=[{"kind": "trading", "months": 1}])), ("accounts", link()))
     feed(engine, ("bans", ban(version=2, action="amend", measures=[], served_on="2024-06-28")))
-    got = verdicts(feed(
-        engine,
-        ("orders", order("O1", at="2024-05-20T10:00:00+08:00")),
-        ("orders", order("O2", at="2024-07-01T10:00:00+08:00")),
-    ))
+    got = verdicts(
+        feed(
+            engine,
+            ("orders", order("O1", at="2024-05-20T10:00:00+08:00")),
+            ("orders", order("O2", at="2024-07-01T10:00:00+08:00")),
+        )
+    )
     assert got == {"O1": "allow", "O2": "block"}
 
 
 def test_r2_revocation_before_the_start_removes_the_window() -> None:
     engine = new_engine()
-    feed(engine, ("bans", ban()),
-         ("bans", ban(version=2, action="revoke", effective_on="2024-05-13")))
+    feed(
+        engine,
+        ("bans", ban()),
+        ("bans", ban(version=2, action="revoke", effective_on="2024-05-13")),
+    )
     assert engine.state.persons["P1"].windows["D1"] == []
 
 
 def test_r2_business_measure_starts_on_the_make_up_saturday() -> None:
     engine = new_engine()
-    feed(engine, ("bans", ban(measures=[{"kind": "business", "years": 3},
-                                        {"kind": "trading", "years": 1}], served_on="2024-10-11")))
+    feed(
+        engine,
+        (
+            "bans",
+            ban(
+                measures=[{"kind": "business", "years": 3}, {"kind": "trading", "years": 1}],
+                served_on="2024-10-11",
+            ),
+        ),
+    )
     windows = {w.kind: w for w in engine.state.persons["P1"].windows["D1"]}
     assert windows["business"].start == date(2024, 10, 12)
     assert windows["business"].end == date(2027, 10, 12)
@@ -141,8 +161,16 @@ def test_r2_business_measure_starts_on_the_make_up_saturday() -> None:
 
 def test_r2_lifetime_never_ends_and_estimated_starts_are_marked() -> None:
     engine = new_engine()
-    feed(engine, ("bans", ban(measures=[{"kind": "business", "lifetime": True,
-                                         "lifetime_ground": 3}], served_on="2026-12-31")))
+    feed(
+        engine,
+        (
+            "bans",
+            ban(
+                measures=[{"kind": "business", "lifetime": True, "lifetime_ground": 3}],
+                served_on="2026-12-31",
+            ),
+        ),
+    )
     (window,) = engine.state.persons["P1"].windows["D1"]
     assert window.end is None
     assert window.estimated

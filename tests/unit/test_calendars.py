@@ -66,8 +66,11 @@ def test_dates_beyond_the_calendars_never_raise(day: date) -> None:
 
 def test_published_holidays_file_makes_a_later_year_known(tmp_path: Path) -> None:
     path = tmp_path / "holidays.json"
-    path.write_text(json.dumps({"years": {"2027": {
-        "holidays": ["2027-01-01"], "makeup_workdays": ["2027-01-02"]}}}))
+    path.write_text(
+        json.dumps(
+            {"years": {"2027": {"holidays": ["2027-01-01"], "makeup_workdays": ["2027-01-02"]}}}
+        )
+    )
     cal = default_calendar(path)
     trading = cal.next_trading_day(date(2026, 12, 31))
     assert trading.day == date(2027, 1, 4)  # New Year's Day closed; Saturday make-up: no session

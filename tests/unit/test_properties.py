@@ -17,33 +17,60 @@ DAYS = ["2024-05-13", "2024-05-14", "2024-05-15"]
 
 orders = st.builds(
     lambda i, acct, side, qty, sec, day, claim: order(
-        f"O{i}", acct, side=side, qty=qty, security=sec, at=f"{day}T10:00:00+08:00",
-        exemption=claim),
-    st.integers(0, 10**6), st.sampled_from(ACCOUNTS), st.sampled_from(["buy", "sell"]),
-    st.integers(1, 3000), st.sampled_from(SECURITIES), st.sampled_from(DAYS),
-    st.one_of(st.none(), st.just({"clause": "6.1", "reference": "EV-1"}),
-              st.just({"clause": "6.6", "reference": None})),
+        f"O{i}", acct, side=side, qty=qty, security=sec, at=f"{day}T10:00:00+08:00", exemption=claim
+    ),
+    st.integers(0, 10**6),
+    st.sampled_from(ACCOUNTS),
+    st.sampled_from(["buy", "sell"]),
+    st.integers(1, 3000),
+    st.sampled_from(SECURITIES),
+    st.sampled_from(DAYS),
+    st.one_of(
+        st.none(),
+        st.just({"clause": "6.1", "reference": "EV-1"}),
+        st.just({"clause": "6.6", "reference": None}),
+    ),
 )
 garbage = st.one_of(
     st.binary(max_size=60),
-    st.dictionaries(st.sampled_from(["order_id", "account_id", "quantity", "price", "side"]),
-                    st.one_of(st.integers(), st.text(max_size=8), st.none()), max_size=5)
-    .map(lambda d: json.dumps(d).encode()),
+    st.dictionaries(
+        st.sampled_from(["order_id", "account_id", "quantity", "price", "side"]),
+        st.one_of(st.integers(), st.text(max_size=8), st.none()),
+        max_size=5,
+    ).map(lambda d: json.dumps(d).encode()),
 )
 
 
 def setup_engine():
     engine = new_engine()
-    feed(engine, ("bans", ban(person="P1")), ("accounts", link("A1", "P1")),
-         ("accounts", link("A2", "P1")))
+    feed(
+        engine,
+        ("bans", ban(person="P1")),
+        ("accounts", link("A1", "P1")),
+        ("accounts", link("A2", "P1")),
+    )
     for acct in ("A1", "A2"):
-        feed(engine,
-             ("holdings", {"account_id": acct, "security": "600000", "quantity": 4000,
-                           "as_of": "2024-05-10"}),
-             ("evidence", {"evidence_id": "EV-1", "clause": "6.1", "account_id": acct,
-                           "security": None, "side": "buy", "max_quantity": 2500,
-                           "valid_from": "2024-05-01", "valid_until": "2024-12-31",
-                           "issued_by": "CSRC"}))
+        feed(
+            engine,
+            (
+                "holdings",
+                {"account_id": acct, "security": "600000", "quantity": 4000, "as_of": "2024-05-10"},
+            ),
+            (
+                "evidence",
+                {
+                    "evidence_id": "EV-1",
+                    "clause": "6.1",
+                    "account_id": acct,
+                    "security": None,
+                    "side": "buy",
+                    "max_quantity": 2500,
+                    "valid_from": "2024-05-01",
+                    "valid_until": "2024-12-31",
+                    "issued_by": "CSRC",
+                },
+            ),
+        )
     return engine
 
 
@@ -60,14 +87,18 @@ def run(messages):
 
 def unique_ids(messages):
     """Give every generated order its own order_id (ids are unique per order)."""
-    return [(k, {**m, "order_id": f"O{i}"}) if k == "order" else (k, m)
-            for i, (k, m) in enumerate(messages)]
+    return [
+        (k, {**m, "order_id": f"O{i}"}) if k == "order" else (k, m)
+        for i, (k, m) in enumerate(messages)
+    ]
 
 
-mixed = st.lists(st.one_of(orders.map(lambda o: ("order", o)), garbage.map(lambda g: ("raw", g))),
-                 max_size=40).map(unique_ids)
+mixed = st.lists(
+    st.one_of(orders.map(lambda o: ("order", o)), garbage.map(lambda g: ("raw", g))), max_size=40
+).map(unique_ids)
 unique_orders = st.lists(orders, max_size=40).map(
-    lambda os: [{**o, "order_id": f"O{i}"} for i, o in enumerate(os)])
+    lambda os: [{**o, "order_id": f"O{i}"} for i, o in enumerate(os)]
+)
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -120,9 +151,12 @@ def test_the_same_input_gives_the_same_output(messages) -> None:
 def test_a_revoked_decision_never_blocks_a_session_from_its_effective_day(rev, offset) -> None:
     effective = date(2024, 5, 10) + timedelta(days=rev)
     engine = new_engine()
-    feed(engine, ("bans", ban(measures=[{"kind": "trading", "years": 1}])),
-         ("bans", ban(version=2, action="revoke", effective_on=effective.isoformat())),
-         ("accounts", link()))
+    feed(
+        engine,
+        ("bans", ban(measures=[{"kind": "trading", "years": 1}])),
+        ("bans", ban(version=2, action="revoke", effective_on=effective.isoformat())),
+        ("accounts", link()),
+    )
     day = effective + timedelta(days=offset)
     out = feed(engine, ("orders", order("O1", at=f"{day.isoformat()}T10:00:00+08:00")))
     (decision,) = [v for t, _, v in out if t == "decisions"]
