@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     replay.add_argument("file", help="the input file, or - for standard input")
+    synth = sub.add_parser(
+        "synth", help="write a deterministic synthetic market in replay format to stdout"
+    )
+    synth.add_argument("--orders", type=int, default=100_000, help="number of orders")
+    synth.add_argument("--banned-persons", type=int, default=1000, help="persons under a ban")
+    synth.add_argument("--seed", type=int, default=7, help="random seed")
     ping = sub.add_parser("ping", help="check that the Kafka cluster answers a metadata request")
     ping.add_argument("--timeout", type=float, default=10.0, help="seconds to keep trying")
     return parser
@@ -45,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from marketban.entrypoints import replay_command  # noqa: PLC0415 - keeps --help fast
 
         return replay_command(args.file)
+    if args.command == "synth":
+        from marketban.entrypoints import synth_command  # noqa: PLC0415 - keeps --help fast
+
+        return synth_command(args.orders, args.banned_persons, args.seed)
     if args.command == "ping":
         from marketban.adapters.kafka_admin import ping_command  # noqa: PLC0415 - keeps --help fast
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
 from marketban.service.replay import replay
+from marketban.service.synthetic import generate
 from marketban.settings import Settings
 
 
@@ -36,4 +37,15 @@ def replay_command(file: str) -> int:
         return 2
     finally:
         out.flush()
+    return 0
+
+
+def synth_command(orders: int, banned_persons: int, seed: int) -> int:
+    """``marketban synth``: the synthetic market on standard output."""
+    out = sys.stdout.buffer
+    try:
+        out.writelines(generate(orders, banned_persons=banned_persons, seed=seed))
+    except BrokenPipeError:
+        return 0  # the reader (e.g. head) had enough
+    out.flush()
     return 0
