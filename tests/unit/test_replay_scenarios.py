@@ -92,8 +92,20 @@ def test_replay_is_deterministic(rules_output) -> None:
 def test_the_synthetic_market_replays_with_one_decision_per_order(tmp_path: Path) -> None:
     market = tmp_path / "market.jsonl"
     with market.open("wb") as f:
-        subprocess.run([sys.executable, "-m", "marketban.cli", "synth", "--orders", "3000",
-                        "--banned-persons", "20"], stdout=f, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "marketban.cli",
+                "synth",
+                "--orders",
+                "3000",
+                "--banned-persons",
+                "20",
+            ],
+            stdout=f,
+            check=True,
+        )
     out = run_replay(market)
     decided = [o["value"]["order_id"] for o in out if o["topic"] == "decisions"]
     assert len(decided) == len(set(decided)) == 3000

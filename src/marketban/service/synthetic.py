@@ -17,8 +17,12 @@ from marketban.domain.calendars import CST
 _SECURITIES = [f"6{n:05d}" for n in range(0, 2000, 7)] + [f"00{n:04d}" for n in range(1, 900, 5)]
 
 
+_NL = orjson.OPT_APPEND_NEWLINE
+_BROKEN_EVERY = 50_000  # one malformed order line per this many orders
+
+
 def _line(topic: str, key: str, value: dict[str, object]) -> bytes:
-    return orjson.dumps({"topic": topic, "key": key, "value": value}, option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps({"topic": topic, "key": key, "value": value}, option=_NL)
 
 
 def generate(
@@ -33,36 +37,75 @@ def generate(
     orders_per_day: int = 200_000,
 ) -> Iterator[bytes]:
     """Yield replay lines: reference data first, then ``orders`` orders over consecutive days."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     banned_accounts: list[str] = []
     held: dict[str, list[str]] = {}
     for p in range(banned_persons):
         did = f"CSRC-SYN-{p:05d}"
         years = rng.choice([1, 2, 3, 5])
-        yield _line("bans", did, {
-            "decision_id": did, "version": 1, "action": "issue", "issuer": "CSRC",
-            "person_id": f"SP{p:05d}", "person_name": "合成", "served_on": "2024-05-10",
-            "measures": [{"kind": "trading", "years": years},
-                         {"kind": "business", "years": 10}],
-            "violation_ended_on": "2023-12-31", "mitigated": False, "effective_on": None,
-        })
+        yield _line(
+            "bans",
+            did,
+            {
+                "decision_id": did,
+                "version": 1,
+                "action": "issue",
+                "issuer": "CSRC",
+                "person_id": f"SP{p:05d}",
+                "person_name": "合成",
+                "served_on": "2024-05-10",
+                "measures": [
+                    {"kind": "trading", "years": years},
+                    {"kind": "business", "years": 10},
+                ],
+                "violation_ended_on": "2023-12-31",
+                "mitigated": False,
+                "effective_on": None,
+            },
+        )
         for a in range(accounts_per_person):
             acct = f"SB{p:05d}{a}"
             banned_accounts.append(acct)
-            yield _line("accounts", acct, {"account_id": acct, "person_id": f"SP{p:05d}",
-                                           "kind": "credit" if a == 1 else "cash"})
+            yield _line(
+                "accounts",
+                acct,
+                {
+                    "account_id": acct,
+                    "person_id": f"SP{p:05d}",
+                    "kind": "credit" if a == 1 else "cash",
+                },
+            )
             held[acct] = rng.sample(_SECURITIES, 2)
             for sec in held[acct]:
-                yield _line("holdings", acct, {"account_id": acct, "security": sec,
-                                               "quantity": rng.randrange(1000, 50000, 100),
-                                               "as_of": "2024-05-10"})
+                yield _line(
+                    "holdings",
+                    acct,
+                    {
+                        "account_id": acct,
+                        "security": sec,
+                        "quantity": rng.randrange(1000, 50000, 100),
+                        "as_of": "2024-05-10",
+                    },
+                )
             if rng.random() < 0.2:  # noqa: PLR2004
                 clause = rng.choice(["6.1", "6.2", "6.3", "6.4", "6.7"])
-                yield _line("evidence", acct, {
-                    "evidence_id": f"EV-{acct}", "clause": clause, "account_id": acct,
-                    "security": None, "side": "buy" if clause == "6.1" else "sell",
-                    "max_quantity": 20000, "valid_from": "2024-05-01", "valid_until": "2025-12-31",
-                    "issued_by": "CSRC", "disclosed_on": None, "revoked": False})
+                yield _line(
+                    "evidence",
+                    acct,
+                    {
+                        "evidence_id": f"EV-{acct}",
+                        "clause": clause,
+                        "account_id": acct,
+                        "security": None,
+                        "side": "buy" if clause == "6.1" else "sell",
+                        "max_quantity": 20000,
+                        "valid_from": "2024-05-01",
+                        "valid_until": "2025-12-31",
+                        "issued_by": "CSRC",
+                        "disclosed_on": None,
+                        "revoked": False,
+                    },
+                )
     day, day_orders = first_day, 0
     clock = datetime.combine(day, datetime.min.time(), CST) + timedelta(hours=9, minutes=30)
     for i in range(orders):
@@ -80,20 +123,38 @@ def generate(
         holds = banned and side == "sell" and rng.random() < 0.7  # noqa: PLR2004
         security = rng.choice(held[acct]) if holds else rng.choice(_SECURITIES)
         value: dict[str, object] = {
-            "order_id": oid, "account_id": acct, "exchange": rng.choice(["XSHG", "XSHE"]),
-            "security": security, "side": side,
-            "quantity": rng.randrange(100, 5000, 100), "price": f"{rng.uniform(2, 80):.2f}",
-            "entered_at": clock.isoformat(timespec="milliseconds"), "broker": f"B{rng.randrange(40):03d}",
+            "order_id": oid,
+            "account_id": acct,
+            "exchange": rng.choice(["XSHG", "XSHE"]),
+            "security": security,
+            "side": side,
+            "quantity": rng.randrange(100, 5000, 100),
+            "price": f"{rng.uniform(2, 80):.2f}",
+            "entered_at": clock.isoformat(timespec="milliseconds"),
+            "broker": f"B{rng.randrange(40):03d}",
         }
         if banned and rng.random() < 0.3:  # noqa: PLR2004
-            value["exemption"] = {"clause": rng.choice(["6.1", "6.4", "6.6"]),
-                                  "reference": f"EV-{acct}"}
-        if i % 50_000 == 49_999:
-            yield orjson.dumps({"topic": "orders", "key": acct, "raw": '{"order_id": "broken'},
-                               option=orjson.OPT_APPEND_NEWLINE)
+            value["exemption"] = {
+                "clause": rng.choice(["6.1", "6.4", "6.6"]),
+                "reference": f"EV-{acct}",
+            }
+        if i % _BROKEN_EVERY == _BROKEN_EVERY - 1:
+            yield orjson.dumps(
+                {"topic": "orders", "key": acct, "raw": '{"order_id": "broken'}, option=_NL
+            )
         yield _line("orders", acct, value)
         if banned and rng.random() < 0.5:  # noqa: PLR2004
-            yield _line("executions", acct, {
-                "order_id": oid, "account_id": acct, "security": value["security"], "side": side,
-                "status": rng.choice(["fill", "cancel"]), "quantity": 100,
-                "executed_at": (clock + timedelta(seconds=2)).isoformat(), "broker": value["broker"]})
+            yield _line(
+                "executions",
+                acct,
+                {
+                    "order_id": oid,
+                    "account_id": acct,
+                    "security": value["security"],
+                    "side": side,
+                    "status": rng.choice(["fill", "cancel"]),
+                    "quantity": 100,
+                    "executed_at": (clock + timedelta(seconds=2)).isoformat(),
+                    "broker": value["broker"],
+                },
+            )
