@@ -136,7 +136,7 @@ def test_r2_revocation_before_the_start_removes_the_window() -> None:
         ("bans", ban()),
         ("bans", ban(version=2, action="revoke", effective_on="2024-05-13")),
     )
-    assert engine.state.persons["P1"].windows["D1"] == []
+    assert engine.state.persons.get("P1").windows["D1"] == []
 
 
 def test_r2_business_measure_starts_on_the_make_up_saturday() -> None:
@@ -151,7 +151,7 @@ def test_r2_business_measure_starts_on_the_make_up_saturday() -> None:
             ),
         ),
     )
-    windows = {w.kind: w for w in engine.state.persons["P1"].windows["D1"]}
+    windows = {w.kind: w for w in engine.state.persons.get("P1").windows["D1"]}
     assert windows["business"].start == date(2024, 10, 12)
     assert windows["business"].end == date(2027, 10, 12)
     assert windows["trading"].start == date(2024, 10, 14)
@@ -171,7 +171,42 @@ def test_r2_lifetime_never_ends_and_estimated_starts_are_marked() -> None:
             ),
         ),
     )
-    (window,) = engine.state.persons["P1"].windows["D1"]
+    (window,) = engine.state.persons.get("P1").windows["D1"]
     assert window.end is None
     assert window.estimated
     assert "calendar estimated" in window.describe()
+
+
+def _windows(did: str, version: int, person: str | None, start: date):
+    from marketban.domain.bans import BanWindows, Window
+
+    window = Window(
+        decision_id=did,
+        kind="trading",
+        start=start,
+        end=None,
+        estimated=False,
+        measure="trading ban",
+    )
+    return BanWindows(decision_id=did, version=version, person_id=person, windows=[window])
+
+
+def test_ban_view_ignores_a_record_older_than_the_one_applied() -> None:
+    from marketban.domain.bans import BanView
+
+    view = BanView()
+    view.apply(_windows("D1", 2, "P1", date(2024, 6, 1)))
+    view.apply(_windows("D1", 1, "P1", date(2024, 1, 1)))  # late replay of an older record
+    assert view.get("P1").windows["D1"][0].start == date(2024, 6, 1)
+    view.apply(_windows("D1", 2, "P1", date(2024, 6, 1)))  # a repeat is harmless
+    assert len(view.get("P1").windows) == 1
+
+
+def test_ban_view_moves_a_decision_when_its_person_changes() -> None:
+    from marketban.domain.bans import BanView
+
+    view = BanView()
+    view.apply(_windows("D1", 1, "P1", date(2024, 6, 1)))
+    view.apply(_windows("D1", 2, "P2", date(2024, 6, 1)))
+    assert view.get("P1").windows == {}
+    assert list(view.get("P2").windows) == ["D1"]

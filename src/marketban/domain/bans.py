@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from datetime import date
 from typing import Literal
 
@@ -75,6 +75,54 @@ class PersonBans(BaseModel):
             for w in ws
             if w.kind == "trading" and w.covers(session)
         ]
+
+
+class BanWindows(BaseModel):
+    """What one decision means for its person now: the record every worker reads (R2 applied).
+
+    Keyed by ``decision_id`` on the internal ``ban-windows`` topic, so each key has one writer
+    (the partition of the ``bans`` topic that holds the decision).
+    """
+
+    decision_id: str
+    version: int
+    person_id: str | None
+    windows: list[Window]
+
+
+class BanView:
+    """Person -> windows of every decision, built from BanWindows records (a broadcast view).
+
+    Records may arrive more than once or late (a worker replaying the topic while it also applies
+    its own new ones); a record older than the one applied for its decision is ignored.
+    """
+
+    def __init__(self) -> None:
+        self._persons: dict[str, PersonBans] = {}
+        self._decisions: dict[str, tuple[int, str | None]] = {}
+
+    def apply(self, record: BanWindows) -> None:
+        """Apply one record unless a newer one for its decision was applied already."""
+        seen = self._decisions.get(record.decision_id)
+        if seen is not None and seen[0] > record.version:
+            return
+        if seen is not None and seen[1] is not None and seen[1] != record.person_id:
+            old = self._persons.get(seen[1])
+            if old is not None:
+                old.windows.pop(record.decision_id, None)
+        self._decisions[record.decision_id] = (record.version, record.person_id)
+        if record.person_id is not None:
+            person = self._persons.setdefault(
+                record.person_id, PersonBans(person_id=record.person_id)
+            )
+            person.windows[record.decision_id] = record.windows
+
+    def get(self, person_id: str) -> PersonBans | None:
+        """The person's windows, or None when no decision names them."""
+        return self._persons.get(person_id)
+
+    def __len__(self) -> int:
+        return len(self._persons)
 
 
 def check_decision(record: BanRecord) -> None:
@@ -159,17 +207,17 @@ def windows_of(record: BanRecord, calendar: MarketCalendar) -> list[Window]:
 
 
 class BanBook:
-    """Applies ban events to decision records and keeps each person's windows up to date."""
+    """Applies ban events to decision records and publishes what each change means (R1, R2)."""
 
     def __init__(
         self,
         calendar: MarketCalendar,
         bans: MutableMapping[str, BanRecord],
-        persons: MutableMapping[str, PersonBans],
+        publish: Callable[[BanWindows], None],
     ) -> None:
         self._calendar = calendar
         self._bans = bans
-        self._persons = persons
+        self._publish = publish
 
     def apply(self, event: BanEvent) -> list[tuple[BanEvent, str]]:
         """Apply one event; return the events rejected by it, each with its reason."""
@@ -189,7 +237,6 @@ class BanBook:
             return []
         if record.issued and event.version <= record.version:
             return []  # idempotent: a repeat or a stale event changes nothing
-        previous_person = record.person_id
         rejected: list[tuple[BanEvent, str]] = []
         try:
             record = _transition(record, event)
@@ -205,22 +252,15 @@ class BanBook:
                 except InvalidDecision as exc:
                     rejected.append((later, str(exc)))
         self._bans[event.decision_id] = record
-        self._reindex(record, previous_person)
+        self._publish(
+            BanWindows(
+                decision_id=record.decision_id,
+                version=record.version,
+                person_id=record.person_id,
+                windows=windows_of(record, self._calendar),
+            )
+        )
         return rejected
-
-    def _reindex(self, record: BanRecord, previous_person: str | None) -> None:
-        if previous_person and previous_person != record.person_id:
-            self._drop_windows(previous_person, record.decision_id)
-        if record.person_id is None:
-            return
-        person = self._persons.get(record.person_id) or PersonBans(person_id=record.person_id)
-        person.windows[record.decision_id] = windows_of(record, self._calendar)
-        self._persons[record.person_id] = person
-
-    def _drop_windows(self, person_id: str, decision_id: str) -> None:
-        person = self._persons.get(person_id)
-        if person is not None and person.windows.pop(decision_id, None) is not None:
-            self._persons[person_id] = person
 
 
 def _transition(record: BanRecord, event: BanEvent) -> BanRecord:

@@ -7,14 +7,14 @@ which is what makes a table write its changelog. Time comes only from the events
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
 
-from marketban.domain.bans import BanBook, BanRecord, PersonBans, Window
+from marketban.domain.bans import BanBook, BanRecord, BanView, BanWindows, Window
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.models import (
     AccountLink,
@@ -113,7 +113,7 @@ class State:
     """The engine's state, as mappings: plain dicts here, Faust tables in the worker."""
 
     bans: MutableMapping[str, BanRecord] = field(default_factory=dict)
-    persons: MutableMapping[str, PersonBans] = field(default_factory=dict)
+    persons: BanView = field(default_factory=BanView)
     links: MutableMapping[str, AccountLink] = field(default_factory=dict)
     accounts: MutableMapping[str, AccountState] = field(default_factory=dict)
 
@@ -139,10 +139,19 @@ class _Judgement:
 class Engine:
     """Applies input events to the state and returns the output records they cause."""
 
-    def __init__(self, calendar: MarketCalendar, state: State | None = None) -> None:
+    def __init__(
+        self,
+        calendar: MarketCalendar,
+        state: State | None = None,
+        publish: Callable[[BanWindows], None] | None = None,
+    ) -> None:
+        """``publish`` receives what each ban change means; by default it updates the view here.
+
+        The worker also sends it to the ``ban-windows`` topic, which every worker reads.
+        """
         self.calendar = calendar
         self.state = state or State()
-        self.book = BanBook(calendar, self.state.bans, self.state.persons)
+        self.book = BanBook(calendar, self.state.bans, publish or self.state.persons.apply)
 
     # ---- entry point ---------------------------------------------------------------------------
 
