@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 
+from marketban.domain.bans import BanView, BanWindows, Window
 from tests.unit.helpers import ban, feed, link, new_engine, order, verdicts
 
 
@@ -178,8 +179,6 @@ def test_r2_lifetime_never_ends_and_estimated_starts_are_marked() -> None:
 
 
 def _windows(did: str, version: int, person: str | None, start: date):
-    from marketban.domain.bans import BanWindows, Window
-
     window = Window(
         decision_id=did,
         kind="trading",
@@ -192,8 +191,6 @@ def _windows(did: str, version: int, person: str | None, start: date):
 
 
 def test_ban_view_ignores_a_record_older_than_the_one_applied() -> None:
-    from marketban.domain.bans import BanView
-
     view = BanView()
     view.apply(_windows("D1", 2, "P1", date(2024, 6, 1)))
     view.apply(_windows("D1", 1, "P1", date(2024, 1, 1)))  # late replay of an older record
@@ -203,8 +200,6 @@ def test_ban_view_ignores_a_record_older_than_the_one_applied() -> None:
 
 
 def test_ban_view_moves_a_decision_when_its_person_changes() -> None:
-    from marketban.domain.bans import BanView
-
     view = BanView()
     view.apply(_windows("D1", 1, "P1", date(2024, 6, 1)))
     view.apply(_windows("D1", 2, "P2", date(2024, 6, 1)))
