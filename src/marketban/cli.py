@@ -29,6 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     replay.add_argument("file", help="the input file, or - for standard input")
+    sub.add_parser(
+        "worker",
+        help="run the stream processor (Faust worker) on the configured Kafka cluster",
+        description="Creates missing topics, recovers its tables, then decides every order.",
+    )
+    feed = sub.add_parser(
+        "feed",
+        help="produce a replay-format file to the input topics, waiting for the worker each time",
+    )
+    feed.add_argument("file", help="replay-format JSON lines, or - for standard input")
+    feed.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the worker per record"
+    )
+    tail = sub.add_parser(
+        "tail", help="print the output topics from the beginning as replay-format JSON lines"
+    )
+    tail.add_argument(
+        "--idle", type=float, default=5.0, help="exit after this many seconds with nothing new"
+    )
     synth = sub.add_parser(
         "synth", help="write a deterministic synthetic market in replay format to stdout"
     )
@@ -51,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from marketban.entrypoints import replay_command  # noqa: PLC0415 - keeps --help fast
 
         return replay_command(args.file)
+    if args.command in {"worker", "feed", "tail"}:
+        from marketban.entrypoints import stream_command  # noqa: PLC0415 - keeps --help fast
+
+        return stream_command(args)
     if args.command == "synth":
         from marketban.entrypoints import synth_command  # noqa: PLC0415 - keeps --help fast
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -49,3 +51,20 @@ def synth_command(orders: int, banned_persons: int, seed: int) -> int:
         return 0  # the reader (e.g. head) had enough
     out.flush()
     return 0
+
+
+def stream_command(args: argparse.Namespace) -> int:
+    """``marketban worker|feed|tail``: the commands that talk to Kafka."""
+    settings = Settings()
+    if args.command == "worker":
+        from marketban.adapters.worker import run_worker  # noqa: PLC0415 - imports Faust
+
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s"
+        )
+        return run_worker(settings, default_calendar(settings.holidays_file))
+    from marketban.adapters.feed_tail import feed_command, tail_command  # noqa: PLC0415
+
+    if args.command == "feed":
+        return feed_command(settings, args.file, args.timeout)
+    return tail_command(settings, args.idle)

@@ -31,6 +31,17 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1, le=16, description="replication of topics it creates")
     web_bind: str = Field("127.0.0.1", description="address the worker's web server binds to")
     web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web server")
+    store: str = Field(
+        "rocksdb://", description="worker table store: rocksdb:// (default) or memory://"
+    )
+    data_dir: Path = Field(Path(".local/worker-data"), description="worker's local table data")
+    commit_interval: float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="seconds between exactly-once transaction commits (decisions become visible)",
+    )
+    log_level: str = Field("INFO", description="worker log level")
     holidays_file: Path | None = Field(
         None, description="JSON file of published holidays for years the calendars do not know"
     )
@@ -45,6 +56,11 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Return the full Kafka topic name for a spec topic name (``orders`` -> prefix+orders)."""
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def ban_windows_topic(self) -> str:
+        """The internal compacted topic every worker reads the ban view from."""
+        return f"{self.app_id}-ban-windows"
 
     @cached_property
     def app_id(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Iterable
 
@@ -48,6 +49,46 @@ async def ensure_topics(
         except TopicAlreadyExistsError:
             # Another worker created them between our list and create: that is the goal anyway.
             return
+    finally:
+        await admin.close()
+
+
+class TopicLayoutError(RuntimeError):
+    """Existing topics whose partition counts would break co-partitioning."""
+
+
+async def prepare_topics(
+    bootstrap: str, plan: dict[str, dict[str, str]], partitions: int, replication: int
+) -> None:
+    """Create the planned topics that are missing; refuse a layout that breaks co-partitioning.
+
+    Every input is keyed by account (or decision) and joined in one partition, so every planned
+    topic must have ``partitions`` partitions.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, partitions, replication, topic_configs=configs)
+            for name, configs in plan.items()
+            if name not in existing
+        ]
+        if missing:
+            # Another worker may win the race; the layout check below still applies.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        described = await admin.describe_topics(list(plan))
+        wrong = {
+            t["topic"]: len(t["partitions"])
+            for t in described
+            if len(t["partitions"]) != partitions
+        }
+        if wrong:
+            raise TopicLayoutError(
+                f"topics {wrong} do not have MARKETBAN_TOPIC_PARTITIONS={partitions} partitions; "
+                "all marketban topics must have the same count (co-partitioning by account)"
+            )
     finally:
         await admin.close()
 

@@ -189,6 +189,18 @@ class Engine:
             return [self._rejected(source, key, payload, str(exc))]
         return [self._rejected(source, key, payload, f"unknown topic {topic!r}")]
 
+    def fail_closed(
+        self, topic: str, key: str | None, payload: Payload, source: Source, error: str
+    ) -> list[Output]:
+        """Outputs for an input the engine could not process: rejected, and blocked if an order."""
+        if topic == "orders":
+            try:
+                obj = parse_object(payload)
+            except DecodeError:
+                obj = {}
+            return self._invalid_order(key, obj, source, error)
+        return [self._rejected(source, key, payload, error)]
+
     # ---- reference data ------------------------------------------------------------------------
 
     def _on_ban(

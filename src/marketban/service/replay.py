@@ -47,7 +47,7 @@ def _line_rejected(number: int, raw: Payload, topic: str, key: str | None, error
     )
 
 
-def _read_line(number: int, line: bytes) -> LineInput | Output:
+def read_line(number: int, line: bytes) -> LineInput | Output:
     """The (topic, key, payload) a replay line carries, or the rejection it earns."""
     try:
         record: Any = orjson.loads(line)
@@ -82,7 +82,7 @@ def replay(engine: Engine, lines: Iterable[bytes], out: IO[bytes]) -> int:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue  # blank lines carry no message
-        read = _read_line(number, line)
+        read = read_line(number, line)
         if isinstance(read, LineInput):
             source = Source(topic=read.topic, line=number)
             outputs = engine.handle(read.topic, read.key, read.payload, source)

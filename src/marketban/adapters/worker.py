@@ -1,0 +1,181 @@
+"""The Faust worker: thin glue that decodes, looks up tables, calls the engine and sends.
+
+Topology (docs/architecture.md): one agent reads every account-keyed input topic (accounts,
+evidence, holdings, orders, executions — co-partitioned, so one account's records meet in one
+partition, in order); one agent reads ``bans`` (keyed by decision_id) and publishes each change as
+a BanWindows record to the compacted ``ban-windows`` topic, which every worker follows into its
+BanView. Processing is exactly-once: outputs, table changelogs and input offsets commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import mode
+from faust.types import StreamT
+
+from marketban.adapters.ban_view_consumer import BanViewConsumer
+from marketban.adapters.tables import ModelTable
+from marketban.domain.bans import BanRecord, BanView, BanWindows
+from marketban.domain.calendars import MarketCalendar
+from marketban.domain.engine import AccountState, Engine, Output, Source, State
+from marketban.domain.models import AccountLink
+from marketban.settings import INPUT_TOPICS, OUTPUT_TOPICS, Settings
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_TOPICS = ("accounts", "evidence", "holdings", "orders", "executions")
+_RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
+
+class _ViewService(mode.Service):
+    """Runs the BanViewConsumer for the worker's lifetime."""
+
+    def __init__(self, consumer: BanViewConsumer, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(**kwargs)
+        self._consumer = consumer
+
+    async def on_start(self) -> None:
+        await self._consumer.start()
+
+    async def on_stop(self) -> None:
+        await self._consumer.stop()
+
+
+class MarketbanWorker:
+    """The Faust app, its topics and tables, and the engine they drive."""
+
+    def __init__(self, settings: Settings, calendar: MarketCalendar) -> None:
+        s = settings
+        self.settings = s
+        self.app = faust.App(
+            s.app_id,
+            broker=f"kafka://{s.kafka_bootstrap}",
+            store=s.store,
+            datadir=str(s.data_dir),
+            processing_guarantee="exactly_once",
+            topic_partitions=s.topic_partitions,
+            topic_replication_factor=s.topic_replication,
+            broker_commit_interval=s.commit_interval,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=True,
+            web_bind=s.web_bind,
+            web_port=s.web_port,
+            web_host=s.web_bind,
+            autodiscover=False,
+        )
+        parts = s.topic_partitions
+        self._prefix_len = len(s.topic_prefix)
+        self.account_inputs = self.app.topic(
+            *(s.topic(n) for n in ACCOUNT_TOPICS), partitions=parts, **_RAW
+        )
+        self.bans_input = self.app.topic(s.topic("bans"), partitions=parts, **_RAW)
+        self.outputs = {
+            n: self.app.topic(s.topic(n), partitions=parts, **_RAW) for n in OUTPUT_TOPICS
+        }
+        self.ban_windows = self.app.topic(s.ban_windows_topic, partitions=parts, **_RAW)
+
+        def table(name: str) -> Any:  # noqa: ANN401 - faust is untyped
+            # bytes key/value types are what make Faust store the values raw (its default is JSON).
+            return self.app.Table(name, partitions=parts, key_type=bytes, value_type=bytes)
+
+        self.view = BanView()
+        state = State(
+            bans=ModelTable(table("bans"), BanRecord),
+            persons=self.view,
+            links=ModelTable(table("links"), AccountLink),
+            accounts=ModelTable(table("accounts"), AccountState),
+        )
+        self._published: list[BanWindows] = []
+        self.engine = Engine(calendar, state, publish=self._publish)
+        self.view_consumer = BanViewConsumer(s.kafka_bootstrap, s.ban_windows_topic, self.view)
+        self.app.agent(self.account_inputs, name="account-events")(self._account_agent)
+        self.app.agent(self.bans_input, name="ban-events")(self._ban_agent)
+
+    def _publish(self, record: BanWindows) -> None:
+        # Applied here at once (this worker decides with it immediately) and sent to every worker.
+        self.view.apply(record)
+        self._published.append(record)
+
+    def _process(self, event: Any) -> list[Output]:  # noqa: ANN401 - faust is untyped
+        msg = event.message
+        topic = msg.topic[self._prefix_len :]
+        key = msg.key.decode("utf-8", errors="replace") if msg.key is not None else None
+        payload: bytes = msg.value if msg.value is not None else b""
+        source = Source(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        now = datetime.now(UTC)  # wall-clock ok: stamps decided_at only, never decides (R6)
+        try:
+            return self.engine.handle(topic, key, payload, source, now)
+        except Exception as exc:  # a bug must not stop enforcement: fail closed, keep going
+            log.exception("internal error on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+            error = f"internal error while processing this message: {exc!r}"
+            return self.engine.fail_closed(topic, key, payload, source, error)
+
+    async def _send(self, outputs: list[Output]) -> None:
+        for topic, key, value in outputs:
+            await self.outputs[topic].send(
+                key=key.encode() if key is not None else None,
+                value=value.model_dump_json().encode(),
+            )
+
+    async def _account_agent(self, stream: StreamT[Any]) -> None:
+        # No order is decided from a partial ban view (Faust has already restored the tables).
+        await self.view_consumer.ready.wait()
+        async for event in stream.events():
+            await self._send(self._process(event))
+
+    async def _ban_agent(self, stream: StreamT[Any]) -> None:
+        await self.view_consumer.ready.wait()
+        async for event in stream.events():
+            outputs = self._process(event)
+            published, self._published = self._published, []
+            for record in published:
+                await self.ban_windows.send(
+                    key=record.decision_id.encode(), value=record.model_dump_json().encode()
+                )
+            await self._send(outputs)
+
+    def services(self) -> list[Any]:
+        """Services the Faust Worker must start and stop with the app."""
+        return [_ViewService(self.view_consumer)]
+
+
+def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the worker needs, with its configs (ban-windows is compacted)."""
+    plan: dict[str, dict[str, str]] = {settings.topic(n): {} for n in INPUT_TOPICS + OUTPUT_TOPICS}
+    plan[settings.ban_windows_topic] = {"cleanup.policy": "compact"}
+    return plan
+
+
+def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
+    """Create missing topics, check co-partitioning, then run the Faust worker until stopped."""
+    from marketban.adapters.kafka_admin import TopicLayoutError, prepare_topics  # noqa: PLC0415
+
+    try:
+        asyncio.run(
+            prepare_topics(
+                settings.kafka_bootstrap,
+                topic_plan(settings),
+                settings.topic_partitions,
+                settings.topic_replication,
+            )
+        )
+    except TopicLayoutError as exc:
+        log.error("%s", exc)  # noqa: TRY400 - a configuration error, not a crash
+        return 2
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    worker_app = MarketbanWorker(settings, calendar)
+    worker = faust.Worker(
+        worker_app.app, *worker_app.services(), loglevel=settings.log_level, quiet=True
+    )
+    worker.execute_from_commandline()
+    return 0
