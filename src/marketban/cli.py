@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the worker per record"
     )
+    feed.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="produce as fast as possible, without waiting for the worker (outcome not ordered)",
+    )
     tail = sub.add_parser(
         "tail", help="print the output topics from the beginning as replay-format JSON lines"
     )

@@ -66,5 +66,5 @@ def stream_command(args: argparse.Namespace) -> int:
     from marketban.adapters.feed_tail import feed_command, tail_command  # noqa: PLC0415
 
     if args.command == "feed":
-        return feed_command(settings, args.file, args.timeout)
+        return feed_command(settings, args.file, args.timeout, wait=not args.no_wait)
     return tail_command(settings, args.idle)

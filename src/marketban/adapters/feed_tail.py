@@ -72,10 +72,12 @@ async def feed(
                 continue
             value = read.payload if isinstance(read.payload, bytes) else orjson.dumps(read.payload)
             key = read.key.encode() if read.key is not None else None
-            meta = await producer.send_and_wait(settings.topic(read.topic), value, key=key)
             if wait:
+                meta = await producer.send_and_wait(settings.topic(read.topic), value, key=key)
                 tp = TopicPartition(meta.topic, meta.partition)
                 await _wait_applied(admin, settings.app_id, tp, meta.offset, wait_s)
+            else:
+                await producer.send(settings.topic(read.topic), value, key=key)
             fed += 1
             if fed % 100 == 0:
                 log.write(f"fed {fed} records\n")
@@ -121,14 +123,14 @@ async def tail(settings: Settings, idle_s: float, out: IO[bytes]) -> int:
     return count
 
 
-def feed_command(settings: Settings, file: str, wait_s: float) -> int:
+def feed_command(settings: Settings, file: str, wait_s: float, *, wait: bool = True) -> int:
     """CLI entry of ``marketban feed``."""
     try:
         if file == "-":
-            asyncio.run(feed(settings, sys.stdin.buffer, wait_s, sys.stderr))
+            asyncio.run(feed(settings, sys.stdin.buffer, wait_s, sys.stderr, wait=wait))
         else:
             with open(file, "rb") as lines:  # noqa: PTH123 - a file object is what we stream
-                asyncio.run(feed(settings, lines, wait_s, sys.stderr))
+                asyncio.run(feed(settings, lines, wait_s, sys.stderr, wait=wait))
     except WorkerNotCatchingUpError as exc:
         print(f"marketban feed: {exc}", file=sys.stderr)  # noqa: T201
         return 1

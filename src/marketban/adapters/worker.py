@@ -88,6 +88,11 @@ class MarketbanWorker:
             # bytes key/value types are what make Faust store the values raw (its default is JSON).
             return self.app.Table(name, partitions=parts, key_type=bytes, value_type=bytes)
 
+        # The last input offset applied per topic-partition, committed in the same transaction as
+        # the outputs. faust-streaming 0.15.3 can hand a restarted worker records it already
+        # processed and committed (seen in the SIGKILL test; upstream faust-streaming#517,
+        # #216, #596): this guard makes applying a record idempotent whatever Faust redelivers.
+        self.progress = table("progress")
         self.view = BanView()
         state = State(
             bans=ModelTable(table("bans"), BanRecord),
@@ -96,6 +101,7 @@ class MarketbanWorker:
             accounts=ModelTable(table("accounts"), AccountState),
         )
         self._published: list[BanWindows] = []
+        self.redelivered = 0
         self.engine = Engine(calendar, state, publish=self._publish)
         self.view_consumer = BanViewConsumer(s.kafka_bootstrap, s.ban_windows_topic, self.view)
         self.app.agent(self.account_inputs, name="account-events")(self._account_agent)
@@ -112,37 +118,70 @@ class MarketbanWorker:
         key = msg.key.decode("utf-8", errors="replace") if msg.key is not None else None
         payload: bytes = msg.value if msg.value is not None else b""
         source = Source(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        progress_key = f"{msg.topic}:{msg.partition}".encode()
+        applied = self.progress.get(progress_key)
+        if applied is not None and msg.offset <= int(applied):
+            self.redelivered += 1
+            log.warning("skipped %s[%d]@%d: already applied", msg.topic, msg.partition, msg.offset)
+            return []
         now = datetime.now(UTC)  # wall-clock ok: stamps decided_at only, never decides (R6)
         try:
-            return self.engine.handle(topic, key, payload, source, now)
+            outputs = self.engine.handle(topic, key, payload, source, now)
         except Exception as exc:  # a bug must not stop enforcement: fail closed, keep going
             log.exception("internal error on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
             error = f"internal error while processing this message: {exc!r}"
-            return self.engine.fail_closed(topic, key, payload, source, error)
+            outputs = self.engine.fail_closed(topic, key, payload, source, error)
+        self.progress[progress_key] = str(msg.offset).encode()
+        return outputs
 
-    async def _send(self, outputs: list[Output]) -> None:
-        for topic, key, value in outputs:
-            await self.outputs[topic].send(
-                key=key.encode() if key is not None else None,
-                value=value.model_dump_json().encode(),
+    def _transactional_id(self, event: Any) -> str:  # noqa: ANN401 - faust is untyped
+        """The transaction in which Faust will commit this event's input offset.
+
+        Faust's own ``topic.send`` picks the transaction from the *destination* partition, so an
+        output and the offset of the input that caused it could commit in different transactions
+        (a SIGKILL between the two commits duplicated decisions). Sending under the source's
+        transactional id makes output, table changelog and input offset one atomic commit.
+        """
+        msg = event.message
+        group = self.app.assignor.group_for_topic(msg.topic)
+        return f"{self.app.conf.id}-{group}-{msg.partition}"
+
+    async def _send(self, event: Any, sends: list[tuple[str, bytes | None, bytes]]) -> None:  # noqa: ANN401
+        producer = self.app.consumer.transactions.producer
+        tid = self._transactional_id(event)
+        for topic, key, value in sends:
+            await producer.send(topic, key, value, None, None, None, transactional_id=tid)
+
+    def _encode(self, outputs: list[Output]) -> list[tuple[str, bytes | None, bytes]]:
+        return [
+            (
+                self.settings.topic(topic),
+                key.encode() if key is not None else None,
+                value.model_dump_json().encode(),
             )
+            for topic, key, value in outputs
+        ]
 
     async def _account_agent(self, stream: StreamT[Any]) -> None:
         # No order is decided from a partial ban view (Faust has already restored the tables).
         await self.view_consumer.ready.wait()
         async for event in stream.events():
-            await self._send(self._process(event))
+            await self._send(event, self._encode(self._process(event)))
 
     async def _ban_agent(self, stream: StreamT[Any]) -> None:
         await self.view_consumer.ready.wait()
         async for event in stream.events():
-            outputs = self._process(event)
+            outputs = self._encode(self._process(event))
             published, self._published = self._published, []
-            for record in published:
-                await self.ban_windows.send(
-                    key=record.decision_id.encode(), value=record.model_dump_json().encode()
+            windows = [
+                (
+                    self.ban_windows.get_topic_name(),
+                    r.decision_id.encode(),
+                    r.model_dump_json().encode(),
                 )
-            await self._send(outputs)
+                for r in published
+            ]
+            await self._send(event, windows + outputs)
 
     def services(self) -> list[Any]:
         """Services the Faust Worker must start and stop with the app."""

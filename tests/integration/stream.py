@@ -1,0 +1,114 @@
+"""Helpers for tests that run marketban's worker and CLI against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.integration.workers import WorkerProcess, free_port
+
+INPUTS = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
+
+
+def worker_env(base: dict[str, str], data_dir: Path, partitions: int = 3) -> dict[str, str]:
+    env = dict(base)
+    env.update(
+        {
+            "MARKETBAN_DATA_DIR": str(data_dir),
+            "MARKETBAN_WEB_PORT": str(free_port()),
+            "MARKETBAN_TOPIC_PARTITIONS": str(partitions),
+        }
+    )
+    return env
+
+
+def start_worker(env: dict[str, str], log: Path) -> WorkerProcess:
+    return WorkerProcess(["-m", "marketban.cli", "worker"], env, log)
+
+
+def cli(env: dict[str, str], *args: str, stdin: bytes | None = None, timeout: float = 300) -> bytes:
+    proc = subprocess.run(
+        [sys.executable, "-m", "marketban.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"marketban {args[0]} failed: {proc.stderr.decode()[-3000:]}"
+    return proc.stdout
+
+
+def replay(path: Path) -> bytes:
+    return subprocess.run(
+        [sys.executable, "-m", "marketban.cli", "replay", str(path)],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
+def outcome(
+    output: bytes,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """Decisions by order id and violations by id, without the processing-time stamps."""
+    decisions: dict[str, list[dict[str, Any]]] = {}
+    violations: dict[str, list[dict[str, Any]]] = {}
+    for line in output.splitlines():
+        record = json.loads(line)
+        value = dict(record["value"])
+        if record["topic"] == "decisions":
+            value.pop("decided_at")
+            decisions.setdefault(value["order_id"], []).append(value)
+        elif record["topic"] == "violations":
+            value.pop("detected_at")
+            violations.setdefault(value["violation_id"], []).append(value)
+    return decisions, violations
+
+
+async def wait_caught_up(bootstrap: str, prefix: str, within_s: float = 120) -> None:
+    """Wait until the worker group has committed every input record (lag 0)."""
+    group = f"{prefix}worker"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        tps = [
+            TopicPartition(f"{prefix}{t}", p)
+            for t in INPUTS
+            for p in consumer.partitions_for_topic(f"{prefix}{t}") or ()
+        ]
+        if not tps:
+            await consumer._client.force_metadata_update()
+            tps = [
+                TopicPartition(f"{prefix}{t}", p)
+                for t in INPUTS
+                for p in consumer.partitions_for_topic(f"{prefix}{t}") or ()
+            ]
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                committed = await admin.list_consumer_group_offsets(group)
+            except Exception:  # noqa: BLE001 - the group may not exist yet
+                committed = {}
+            lag = {
+                tp: end - (committed[tp].offset if tp in committed else 0)
+                for tp, end in ends.items()
+                if end > 0
+            }
+            if all(v <= 0 for v in lag.values()):
+                return
+            assert time.monotonic() < deadline, f"worker did not catch up: lag {lag}"
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -1,0 +1,165 @@
+"""The stream processor on the real broker: parity with replay, recovery, poison (issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from tests.integration.stream import cli, outcome, replay, start_worker, wait_caught_up, worker_env
+
+SCENARIOS = Path(__file__).parents[1] / "scenarios"
+
+
+def test_stream_gives_the_same_decisions_and_violations_as_replay(
+    kafka_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = worker_env(kafka_env, tmp_path / "data")
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        cli(env, "feed", str(SCENARIOS / "rules.jsonl"))
+        streamed = cli(env, "tail", "--idle", "3")
+    finally:
+        worker.stop()
+    want_decisions, want_violations = outcome(replay(SCENARIOS / "rules.jsonl"))
+    got_decisions, got_violations = outcome(streamed)
+    assert got_decisions == want_decisions, worker.log()[-5000:]
+    assert got_violations == want_violations
+    assert len(want_decisions) == 55
+    assert "Traceback" not in worker.log()
+
+
+def _split_market(path: Path) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
+    """Reference data, a first stretch, an orders-only burst, and the rest of a synthetic market."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    first_order = next(i for i, line in enumerate(lines) if b'"topic":"orders"' in line)
+    reference, flow = lines[:first_order], lines[first_order:]
+    third = len(flow) // 3
+    burst = [line for line in flow[third : 2 * third] if b'"topic":"orders"' in line]
+    return reference, flow[:third], burst, flow[2 * third :]
+
+
+def test_a_worker_killed_mid_stream_is_replaced_without_loss_or_duplicates(
+    kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    market = tmp_path / "market.jsonl"
+    market.write_bytes(
+        cli(kafka_env, "synth", "--orders", "1200", "--banned-persons", "15", "--seed", "11")
+    )
+    reference, first, burst, rest = _split_market(market)
+    # What the stream receives, in this order; replay on it is the oracle.
+    (tmp_path / "all.jsonl").write_bytes(b"".join(reference + first + burst + rest))
+    for name, part in {"ref": reference + first, "burst": burst, "rest": rest}.items():
+        (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
+
+    env = worker_env(kafka_env, tmp_path / "data1")
+    worker = start_worker(env, tmp_path / "worker1.log")
+    try:
+        cli(env, "feed", str(tmp_path / "ref.jsonl"))
+        cli(env, "feed", "--no-wait", str(tmp_path / "burst.jsonl"))
+        time.sleep(0.5)  # the worker is mid-burst: some transactions open, some committed
+        worker.proc.send_signal(signal.SIGKILL)
+        worker.proc.wait()
+    finally:
+        worker.stop()
+
+    # A fresh data directory: the new worker can only recover its tables from the changelogs.
+    env2 = worker_env(kafka_env, tmp_path / "data2")
+    worker2 = start_worker(env2, tmp_path / "worker2.log")
+    try:
+        asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix))
+        cli(env2, "feed", str(tmp_path / "rest.jsonl"))
+        asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix))
+        streamed = cli(env2, "tail", "--idle", "3")
+        (tmp_path / "streamed.jsonl").write_bytes(streamed)
+    finally:
+        worker2.stop()
+
+    got_decisions, got_violations = outcome(streamed)
+    want_decisions, want_violations = outcome(replay(tmp_path / "all.jsonl"))
+    assert len(got_decisions) == 1200
+    assert all(len(d) == 1 for d in got_decisions.values()), "an order was decided twice"
+    assert all(len(v) == 1 for v in got_violations.values()), "a violation was emitted twice"
+    assert got_decisions == want_decisions, worker2.log()[-5000:]
+    assert got_violations == want_violations
+
+
+POISON = [
+    b"\xff\xfe\x00 not utf-8",
+    b"",
+    b"[]",
+    b'{"order_id": 1}',
+    b'{"account_id": "X", "person_id": null}',
+    b'{"deep": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+    b'{"huge": "' + b"x" * 200_000 + b'"}',
+    b'{"a": 1, "a": 2}',
+    b'{"quantity": 1e999}',
+    b'{"entered_at": "2024-05-13T10:00:00"}',
+]
+
+
+async def _produce_poison(bootstrap: str, prefix: str, valid_orders: int) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=1_048_576)
+    await producer.start()
+    rng = random.Random(3)
+    bad = 0
+    try:
+        for i in range(valid_orders):
+            for topic in ("bans", "accounts", "orders", "evidence", "holdings", "executions"):
+                await producer.send(f"{prefix}{topic}", rng.choice(POISON), key=b"A1")
+                bad += 1
+            order = {
+                "order_id": f"V{i}",
+                "account_id": f"A{i % 7}",
+                "exchange": "XSHG",
+                "security": "600000",
+                "side": "buy",
+                "quantity": 100,
+                "price": "1.00",
+                "entered_at": "2024-05-13T10:00:00+08:00",
+                "broker": "B1",
+            }
+            await producer.send(
+                f"{prefix}orders", json.dumps(order).encode(), key=f"A{i % 7}".encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return bad
+
+
+def test_poison_messages_are_rejected_and_every_valid_order_is_still_decided(
+    kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    env = worker_env(kafka_env, tmp_path / "data")
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        cli(env, "feed", str(SCENARIOS / "rules.jsonl"))  # the worker is up and has state
+        bad = asyncio.run(_produce_poison(kafka_bootstrap, topic_prefix, 60))
+        asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix))
+        streamed = cli(env, "tail", "--idle", "3")
+        assert worker.proc.poll() is None, "the worker stopped"
+    finally:
+        worker.stop()
+    records = [json.loads(line) for line in streamed.splitlines()]
+    decided = {r["value"]["order_id"] for r in records if r["topic"] == "decisions"}
+    assert {f"V{i}" for i in range(60)} <= decided
+    rejected = [r["value"] for r in records if r["topic"] == "rejected"]
+    poison_rejections = [
+        r
+        for r in rejected
+        if r["key"] == "A1"
+        and r["offset"] is not None
+        and r["error"]
+        and "duplicate" not in r["error"]
+    ]
+    assert len(poison_rejections) >= bad
+    assert all(r["source_topic"].startswith(topic_prefix) for r in poison_rejections)
+    huge = [r for r in poison_rejections if "the limit is" in r["error"]]
+    assert huge
+    assert all(r["payload_truncated"] for r in huge)
