@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KAFKA := deploy/local-kafka/kafka.sh
 export MARKETBAN_KAFKA_PORT ?= 9092
 
-.PHONY: help venv lint fmt test test-unit kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint fmt test test-unit run kafka-up kafka-down kafka-status constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,27 @@ test: lint ## lint, then the whole test suite against a real Kafka broker
 	fi; \
 	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The main job on a fresh machine: broker (unless MARKETBAN_KAFKA_BOOTSTRAP is set), worker, and
+# the demo market with a live summary. Ctrl-C stops everything it started.
+RUN_RATE ?= 1000
+run: $(STAMP) ## broker + worker + demo market with a live summary (Ctrl-C stops all)
+	@mkdir -p .local; started=0; \
+	if [ -z "$${MARKETBAN_KAFKA_BOOTSTRAP:-}" ]; then \
+	  if ! $(KAFKA) status 2>/dev/null; then $(KAFKA) up || exit 1; started=1; fi; \
+	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
+	fi; \
+	export MARKETBAN_DATA_DIR=$${MARKETBAN_DATA_DIR:-.local/run-data}; \
+	if [ $$started = 1 ]; then rm -rf "$$MARKETBAN_DATA_DIR"; fi; \
+	$(VENV)/bin/marketban worker > .local/worker.log 2>&1 & wpid=$$!; \
+	stop() { trap - EXIT INT TERM; echo; echo "stopping worker (pid $$wpid) ..."; \
+	  kill -TERM $$wpid 2>/dev/null; \
+	  for i in $$(seq 1 75); do kill -0 $$wpid 2>/dev/null || break; sleep 0.2; done; \
+	  kill -KILL $$wpid 2>/dev/null; wait $$wpid 2>/dev/null; \
+	  if [ $$started = 1 ]; then $(KAFKA) down; fi; }; \
+	trap stop EXIT INT TERM; \
+	echo "worker log: .local/worker.log; demo at $(RUN_RATE) orders/s; Ctrl-C stops everything"; \
+	$(VENV)/bin/marketban demo --rate $(RUN_RATE)
 
 test-unit: $(STAMP) ## the unit tests alone (no broker)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

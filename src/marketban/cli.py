@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--idle", type=float, default=5.0, help="exit after this many seconds with nothing new"
     )
+    demo = sub.add_parser(
+        "demo",
+        help="drive a running worker with a synthetic market at a steady rate; live summary",
+    )
+    demo.add_argument("--rate", type=float, default=1000.0, help="orders per second")
+    demo.add_argument("--orders", type=int, default=1_000_000, help="orders to produce in all")
     synth = sub.add_parser(
         "synth", help="write a deterministic synthetic market in replay format to stdout"
     )
@@ -75,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from marketban.entrypoints import replay_command  # noqa: PLC0415 - keeps --help fast
 
         return replay_command(args.file)
-    if args.command in {"worker", "feed", "tail"}:
+    if args.command in {"worker", "feed", "tail", "demo"}:
         from marketban.entrypoints import stream_command  # noqa: PLC0415 - keeps --help fast
 
         return stream_command(args)

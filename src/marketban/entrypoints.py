@@ -65,6 +65,10 @@ def stream_command(args: argparse.Namespace) -> int:
         return run_worker(settings, default_calendar(settings.holidays_file))
     from marketban.adapters.feed_tail import feed_command, tail_command  # noqa: PLC0415
 
+    if args.command == "demo":
+        from marketban.adapters.demo import demo_command  # noqa: PLC0415
+
+        return demo_command(settings, args.rate, args.orders)
     if args.command == "feed":
         return feed_command(settings, args.file, args.timeout, wait=not args.no_wait)
     return tail_command(settings, args.idle)

@@ -35,6 +35,8 @@ def generate(
     seed: int = 7,
     first_day: date = date(2024, 5, 13),
     orders_per_day: int = 200_000,
+    order_prefix: str = "SO",
+    broken_every: int = _BROKEN_EVERY,
 ) -> Iterator[bytes]:
     """Yield replay lines: reference data first, then ``orders`` orders over consecutive days."""
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
@@ -117,7 +119,7 @@ def generate(
         clock += timedelta(microseconds=19_000)  # ~200k orders over a 4-hour session
         banned = rng.random() < banned_share and banned_accounts
         acct = rng.choice(banned_accounts) if banned else f"A{rng.randrange(other_accounts):07d}"
-        oid = f"SO{i:09d}"
+        oid = f"{order_prefix}{i:09d}"
         side = "sell" if rng.random() < 0.5 else "buy"  # noqa: PLR2004
         # A banned person mostly sells what they held before the ban (Art. 6(6)).
         holds = banned and side == "sell" and rng.random() < 0.7  # noqa: PLR2004
@@ -138,7 +140,7 @@ def generate(
                 "clause": rng.choice(["6.1", "6.4", "6.6"]),
                 "reference": f"EV-{acct}",
             }
-        if i % _BROKEN_EVERY == _BROKEN_EVERY - 1:
+        if i % broken_every == broken_every - 1:
             yield orjson.dumps(
                 {"topic": "orders", "key": acct, "raw": '{"order_id": "broken'}, option=_NL
             )
