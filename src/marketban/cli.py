@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the stream processor (Faust worker) on the configured Kafka cluster",
         description="Creates missing topics, recovers its tables, then decides every order.",
     )
+    sub.add_parser(
+        "topics", help="create the missing marketban topics and check their partition counts"
+    )
     feed = sub.add_parser(
         "feed",
         help="produce a replay-format file to the input topics, waiting for the worker each time",
@@ -81,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from marketban.entrypoints import replay_command  # noqa: PLC0415 - keeps --help fast
 
         return replay_command(args.file)
-    if args.command in {"worker", "feed", "tail", "demo"}:
+    if args.command in {"worker", "feed", "tail", "demo", "topics"}:
         from marketban.entrypoints import stream_command  # noqa: PLC0415 - keeps --help fast
 
         return stream_command(args)

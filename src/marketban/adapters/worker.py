@@ -195,8 +195,8 @@ def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
     return plan
 
 
-def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
-    """Create missing topics, check co-partitioning, then run the Faust worker until stopped."""
+def topics_command(settings: Settings) -> int:
+    """Create the missing topics and check the layout; 2 when partition counts are wrong."""
     from marketban.adapters.kafka_admin import TopicLayoutError, prepare_topics  # noqa: PLC0415
 
     try:
@@ -211,6 +211,15 @@ def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
     except TopicLayoutError as exc:
         log.error("%s", exc)  # noqa: TRY400 - a configuration error, not a crash
         return 2
+    log.info("topics ready: %s", ", ".join(sorted(topic_plan(settings))))
+    return 0
+
+
+def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
+    """Create missing topics, check co-partitioning, then run the Faust worker until stopped."""
+    status = topics_command(settings)
+    if status:
+        return status
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker_app = MarketbanWorker(settings, calendar)
     worker = faust.Worker(
