@@ -171,7 +171,7 @@ class Engine:
         try:
             obj = parse_object(payload)
         except DecodeError as exc:
-            return [self._rejected(source, key, payload, str(exc))]
+            return [rejected_output(source, key, payload, str(exc))]
         try:
             if topic == "orders":
                 return self._on_order(key, obj, source, now)
@@ -186,8 +186,8 @@ class Engine:
             if topic == "executions":
                 return self._on_execution(key, obj, now)
         except DecodeError as exc:
-            return [self._rejected(source, key, payload, str(exc))]
-        return [self._rejected(source, key, payload, f"unknown topic {topic!r}")]
+            return [rejected_output(source, key, payload, str(exc))]
+        return [rejected_output(source, key, payload, f"unknown topic {topic!r}")]
 
     def fail_closed(
         self, topic: str, key: str | None, payload: Payload, source: Source, error: str
@@ -199,7 +199,7 @@ class Engine:
             except DecodeError:
                 obj = {}
             return self._invalid_order(key, obj, source, error)
-        return [self._rejected(source, key, payload, error)]
+        return [rejected_output(source, key, payload, error)]
 
     # ---- reference data ------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class Engine:
                 # A held amend/revoke, found invalid once its issue arrived.
                 raw, note = bad.model_dump(mode="json"), f" (held {bad.action} v{bad.version})"
             error = f"invalid decision {event.decision_id}: {reason}{note}"
-            out.append(self._rejected(src, key, raw, error))
+            out.append(rejected_output(src, key, raw, error))
         return out
 
     def _on_account(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
@@ -278,7 +278,7 @@ class Engine:
         duplicate = st.orders.get(order.order_id)
         if duplicate is not None:
             return [
-                self._rejected(
+                rejected_output(
                     src,
                     key,
                     obj,
@@ -403,7 +403,7 @@ class Engine:
     def _invalid_order(
         self, key: str | None, obj: dict[str, Any], src: Source, error: str
     ) -> list[Output]:
-        out: list[Output] = [self._rejected(src, key, obj, f"invalid order: {error}")]
+        out: list[Output] = [rejected_output(src, key, obj, f"invalid order: {error}")]
         order_id, account_id = obj.get("order_id"), obj.get("account_id")
         if isinstance(order_id, str) and order_id and isinstance(account_id, str) and account_id:
             link = self.state.links.get(account_id)
@@ -537,23 +537,24 @@ class Engine:
             ),
         )
 
-    @staticmethod
-    def _rejected(src: Source, key: str | None, payload: Payload, error: str) -> Output:
-        text, truncated = payload_text(payload)
-        return (
-            "rejected",
-            key,
-            Rejected(
-                source_topic=src.topic,
-                partition=src.partition,
-                offset=src.offset,
-                line=src.line,
-                key=key,
-                payload=text,
-                payload_truncated=truncated,
-                error=error,
-            ),
-        )
+
+def rejected_output(src: Source, key: str | None, payload: Payload, error: str) -> Output:
+    """The ``rejected`` record for an input: where it came from, its text and the error."""
+    text, truncated = payload_text(payload)
+    return (
+        "rejected",
+        key,
+        Rejected(
+            source_topic=src.topic,
+            partition=src.partition,
+            offset=src.offset,
+            line=src.line,
+            key=key,
+            payload=text,
+            payload_truncated=truncated,
+            error=error,
+        ),
+    )
 
 
 def _require_key(key: str | None, expected: str, field_name: str) -> None:

@@ -8,9 +8,14 @@ from typing import IO, Any, NamedTuple
 import orjson
 from pydantic import BaseModel
 
-from marketban.domain.engine import INPUT_TOPICS, Engine, Output, Payload, Source
-from marketban.domain.models import Rejected
-from marketban.domain.wire import payload_text
+from marketban.domain.engine import (
+    INPUT_TOPICS,
+    Engine,
+    Output,
+    Payload,
+    Source,
+    rejected_output,
+)
 
 
 class LineInput(NamedTuple):
@@ -30,21 +35,7 @@ def encode_output(topic: str, key: str | None, value: BaseModel) -> bytes:
 
 
 def _line_rejected(number: int, raw: Payload, topic: str, key: str | None, error: str) -> Output:
-    text, truncated = payload_text(raw)
-    return (
-        "rejected",
-        key,
-        Rejected(
-            source_topic=topic,
-            partition=None,
-            offset=None,
-            line=number,
-            key=key,
-            payload=text,
-            payload_truncated=truncated,
-            error=f"line {number}: {error}",
-        ),
-    )
+    return rejected_output(Source(topic=topic, line=number), key, raw, f"line {number}: {error}")
 
 
 def read_line(number: int, line: bytes) -> LineInput | Output:
