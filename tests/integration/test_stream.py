@@ -6,6 +6,8 @@ import asyncio
 import json
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -163,3 +165,25 @@ def test_poison_messages_are_rejected_and_every_valid_order_is_still_decided(
     huge = [r for r in poison_rejections if "the limit is" in r["error"]]
     assert huge
     assert all(r["payload_truncated"] for r in huge)
+
+
+def test_feed_fails_clearly_when_no_worker_applies_its_records(kafka_env: dict[str, str]) -> None:
+    line = json.dumps(
+        {
+            "topic": "accounts",
+            "key": "A1",
+            "value": {"account_id": "A1", "person_id": "P1", "kind": "cash"},
+        }
+    )
+    cli(kafka_env, "topics")
+    proc = subprocess.run(
+        [sys.executable, "-m", "marketban.cli", "feed", "--timeout", "2", "-"],
+        env=kafka_env,
+        input=line.encode(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert b"did not apply" in proc.stderr
+    assert b"marketban worker" in proc.stderr
