@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from marketban.adapters.kafka_admin import ensure_topics
 from tests.integration.stream import cli, outcome, replay, start_worker, wait_caught_up, worker_env
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
@@ -187,3 +188,22 @@ def test_feed_fails_clearly_when_no_worker_applies_its_records(kafka_env: dict[s
     assert proc.returncode == 1
     assert b"did not apply" in proc.stderr
     assert b"marketban worker" in proc.stderr
+
+
+def test_topics_refuses_a_layout_that_breaks_co_partitioning(
+    kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    asyncio.run(
+        ensure_topics(kafka_bootstrap, [f"{topic_prefix}orders"], partitions=2, replication=1)
+    )
+    env = {**kafka_env, "MARKETBAN_TOPIC_PARTITIONS": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "marketban.cli", "topics"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"{topic_prefix}orders".encode() in proc.stderr
+    assert b"co-partitioning" in proc.stderr
