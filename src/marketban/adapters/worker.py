@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,9 +210,9 @@ def topics_command(settings: Settings) -> int:
             )
         )
     except TopicLayoutError as exc:
-        log.error("%s", exc)  # noqa: TRY400 - a configuration error, not a crash
+        print(f"marketban: {exc}", file=sys.stderr)  # noqa: T201 - the command's own answer
         return 2
-    log.info("topics ready: %s", ", ".join(sorted(topic_plan(settings))))
+    print(f"topics ready: {', '.join(sorted(topic_plan(settings)))}", file=sys.stderr)  # noqa: T201
     return 0
 
 
