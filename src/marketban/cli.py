@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--orders", type=int, default=100_000, help="number of orders")
     synth.add_argument("--banned-persons", type=int, default=1000, help="persons under a ban")
     synth.add_argument("--seed", type=int, default=7, help="random seed")
+    bench = sub.add_parser("bench", help="measure: `bench engine` (in-process, one core)")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    bench_engine = bench_sub.add_parser(
+        "engine", help="the engine on a synthetic mix, JSON bytes in to JSON bytes out"
+    )
+    bench_engine.add_argument("--orders", type=int, default=200_000, help="orders to decide")
+    bench_engine.add_argument(
+        "--banned-persons", type=int, default=10_000, help="persons under a ban (3 accounts each)"
+    )
     ping = sub.add_parser("ping", help="check that the Kafka cluster answers a metadata request")
     ping.add_argument("--timeout", type=float, default=10.0, help="seconds to keep trying")
     return parser
@@ -88,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from marketban.entrypoints import stream_command  # noqa: PLC0415 - keeps --help fast
 
         return stream_command(args)
+    if args.command == "bench":
+        from marketban.entrypoints import bench_command  # noqa: PLC0415 - keeps --help fast
+
+        return bench_command(args.orders, args.banned_persons)
     if args.command == "synth":
         from marketban.entrypoints import synth_command  # noqa: PLC0415 - keeps --help fast
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
+from marketban.service.bench import bench_engine
 from marketban.service.replay import replay
 from marketban.service.synthetic import generate
 from marketban.settings import Settings
@@ -76,3 +78,10 @@ def stream_command(args: argparse.Namespace) -> int:
     if args.command == "feed":
         return feed_command(settings, args.file, args.timeout, wait=not args.no_wait)
     return tail_command(settings, args.idle)
+
+
+def bench_command(orders: int, banned_persons: int) -> int:
+    """``marketban bench engine``: prints the figures as one JSON line."""
+    result = bench_engine(default_calendar(Settings().holidays_file), orders, banned_persons)
+    print(json.dumps(result))  # noqa: T201
+    return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from marketban.domain.engine import Source
@@ -11,6 +13,12 @@ from tests.unit.helpers import new_engine, order
 
 def handle(topic: str, key: str | None, payload):
     return new_engine().handle(topic, key, payload, Source(topic, partition=3, offset=42))
+
+
+@pytest.fixture(params=["dict", "bytes"])
+def as_payload(request):
+    """Replay hands the engine parsed objects, the stream bytes: both must read the same."""
+    return (lambda v: v) if request.param == "dict" else (lambda v: json.dumps(v).encode())
 
 
 @pytest.mark.parametrize(
@@ -29,9 +37,11 @@ def handle(topic: str, key: str | None, payload):
         ({"order_id": ""}, "order_id"),
     ],
 )
-def test_an_invalid_order_is_rejected_naming_the_field_and_blocked(patch, field) -> None:
+def test_an_invalid_order_is_rejected_naming_the_field_and_blocked(
+    patch, field, as_payload
+) -> None:
     value = {**order("O1", "A1"), **patch}
-    out = handle("orders", "A1", value)
+    out = handle("orders", "A1", as_payload(value))
     rejected = [v for t, _, v in out if t == "rejected"]
     assert len(rejected) == 1
     assert f"field '{field}'" in rejected[0].error
@@ -45,15 +55,15 @@ def test_an_invalid_order_is_rejected_naming_the_field_and_blocked(patch, field)
         assert decisions == []
 
 
-def test_a_missing_field_is_named() -> None:
+def test_a_missing_field_is_named(as_payload) -> None:
     value = order("O1", "A1")
     del value["broker"]
-    (rejected, _decision) = handle("orders", "A1", value)
+    (rejected, _decision) = handle("orders", "A1", as_payload(value))
     assert "field 'broker': Field required" in rejected[2].error
 
 
-def test_unknown_fields_are_ignored() -> None:
-    out = handle("orders", "A1", {**order("O1", "A1"), "venue_extra": {"x": 1}})
+def test_unknown_fields_are_ignored(as_payload) -> None:
+    out = handle("orders", "A1", as_payload({**order("O1", "A1"), "venue_extra": {"x": 1}}))
     assert [t for t, _, _ in out] == ["decisions"]
 
 
@@ -85,3 +95,16 @@ def test_a_deeply_nested_valid_json_object_is_rejected_not_crashing() -> None:
     deep = head + b'{"a": ' * 200 + b"1" + b"}" * 201
     out = handle("orders", "A1", deep)
     assert [t for t, _, _ in out] == ["rejected", "decisions"]
+
+
+def test_a_valid_order_is_decided_the_same_from_bytes_and_from_a_dict() -> None:
+    value = order("O1", "A1", exemption={"clause": "6.1", "reference": "EV-1"})
+    ((_, _, from_dict),) = handle("orders", "A1", value)
+    ((_, _, from_bytes),) = handle("orders", "A1", json.dumps(value).encode())
+    assert from_dict.model_dump_json() == from_bytes.model_dump_json()
+
+
+def test_a_key_mismatch_is_refused_on_the_bytes_path_too() -> None:
+    out = handle("orders", "A2", json.dumps(order("O1", "A1")).encode())
+    assert [t for t, _, _ in out] == ["rejected", "decisions"]
+    assert "is not its account_id" in out[0][2].error
