@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         le=10,
         description="seconds between exactly-once transaction commits (decisions become visible)",
     )
+    session_timeout: float = Field(
+        10.0,
+        ge=6,
+        le=300,
+        description="seconds before a dead worker's partitions are given to another worker",
+    )
     log_level: str = Field("INFO", description="worker log level")
     holidays_file: Path | None = Field(
         None, description="JSON file of published holidays for years the calendars do not know"

@@ -76,7 +76,8 @@ def test_a_worker_killed_mid_stream_is_replaced_without_loss_or_duplicates(
     worker2 = start_worker(env2, tmp_path / "worker2.log")
     try:
         asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix))
-        cli(env2, "feed", str(tmp_path / "rest.jsonl"))
+        # The first record waits for the takeover: the group expires the killed member first.
+        cli(env2, "feed", "--timeout", "120", str(tmp_path / "rest.jsonl"))
         asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix))
         streamed = cli(env2, "tail", "--idle", "3")
         (tmp_path / "streamed.jsonl").write_bytes(streamed)

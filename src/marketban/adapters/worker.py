@@ -67,6 +67,9 @@ class MarketbanWorker:
             topic_partitions=s.topic_partitions,
             topic_replication_factor=s.topic_replication,
             broker_commit_interval=s.commit_interval,
+            # Faust's default is 60 s: after a worker dies, its partitions get no decisions until
+            # the group coordinator expires it. Heartbeats every 3 s keep 10 s safe.
+            broker_session_timeout=s.session_timeout,
             consumer_auto_offset_reset="earliest",
             web_enabled=True,
             web_bind=s.web_bind,
