@@ -35,22 +35,8 @@ async def wait_for_cluster(bootstrap: str, wait_s: float) -> list[int]:
 async def ensure_topics(
     bootstrap: str, names: Iterable[str], partitions: int, replication: int
 ) -> None:
-    """Create the named topics if they do not exist (existing ones are left as they are)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if not missing:
-            return
-        try:
-            new = [NewTopic(n, partitions, replication) for n in missing]
-            await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            # Another worker created them between our list and create: that is the goal anyway.
-            return
-    finally:
-        await admin.close()
+    """Create the named topics if missing, all with ``partitions`` partitions (no configs)."""
+    await prepare_topics(bootstrap, {n: {} for n in names}, partitions, replication)
 
 
 class TopicLayoutError(RuntimeError):
