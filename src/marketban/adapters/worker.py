@@ -83,10 +83,6 @@ class MarketbanWorker:
             *(s.topic(n) for n in ACCOUNT_TOPICS), partitions=parts, **_RAW
         )
         self.bans_input = self.app.topic(s.topic("bans"), partitions=parts, **_RAW)
-        self.outputs = {
-            n: self.app.topic(s.topic(n), partitions=parts, **_RAW) for n in OUTPUT_TOPICS
-        }
-        self.ban_windows = self.app.topic(s.ban_windows_topic, partitions=parts, **_RAW)
 
         def table(name: str) -> Any:  # noqa: ANN401 - faust is untyped
             # bytes key/value types are what make Faust store the values raw (its default is JSON).
@@ -105,7 +101,6 @@ class MarketbanWorker:
             accounts=ModelTable(table("accounts"), AccountState),
         )
         self._published: list[BanWindows] = []
-        self.redelivered = 0
         self.engine = Engine(calendar, state, publish=self._publish)
         self.view_consumer = BanViewConsumer(s.kafka_bootstrap, s.ban_windows_topic, self.view)
         self.app.agent(self.account_inputs, name="account-events")(self._account_agent)
@@ -125,7 +120,6 @@ class MarketbanWorker:
         progress_key = f"{msg.topic}:{msg.partition}".encode()
         applied = self.progress.get(progress_key)
         if applied is not None and msg.offset <= int(applied):
-            self.redelivered += 1
             log.warning("skipped %s[%d]@%d: already applied", msg.topic, msg.partition, msg.offset)
             return []
         now = datetime.now(UTC)  # wall-clock ok: stamps decided_at only, never decides (R6)
@@ -179,7 +173,7 @@ class MarketbanWorker:
             published, self._published = self._published, []
             windows = [
                 (
-                    self.ban_windows.get_topic_name(),
+                    self.settings.ban_windows_topic,
                     r.decision_id.encode(),
                     r.model_dump_json().encode(),
                 )

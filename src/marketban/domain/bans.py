@@ -57,7 +57,6 @@ class BanRecord(BaseModel):
     violation_ended_on: date | None = None
     mitigated: bool = False
     revoked_on: date | None = None
-    history: list[int] = Field(default_factory=list)
     pending: list[BanEvent] = Field(default_factory=list)
 
 
@@ -278,7 +277,6 @@ def _transition(record: BanRecord, event: BanEvent) -> BanRecord:
             served_on=event.served_on,
             violation_ended_on=event.violation_ended_on,
             mitigated=event.mitigated,
-            history=record.history,
             pending=record.pending,
         )
     elif event.action == "amend":
@@ -295,5 +293,4 @@ def _transition(record: BanRecord, event: BanEvent) -> BanRecord:
     if event.action != "revoke":
         check_decision(new)
     new.version = event.version
-    new.history = [*record.history, event.version]
     return new

@@ -72,11 +72,6 @@ class MarketCalendar:
             self._trading_years.add(year)
             self._working_years.add(year)
 
-    @property
-    def known_trading_years(self) -> frozenset[int]:
-        """Years whose trading days are published (not estimated)."""
-        return frozenset(self._trading_years)
-
     def is_trading_day(self, day: date) -> tuple[bool, bool]:
         """Whether ``day`` is an exchange session day, and whether that is an estimate."""
         if day.year in self._trading_years:
