@@ -66,7 +66,7 @@ def stream_command(args: argparse.Namespace) -> int:
         )
         return run_worker(settings, default_calendar(settings.holidays_file))
     if args.command == "topics":
-        from marketban.adapters.worker import topics_command  # noqa: PLC0415
+        from marketban.adapters.kafka_admin import topics_command  # noqa: PLC0415
 
         return topics_command(settings)
     from marketban.adapters.feed_tail import feed_command, tail_command  # noqa: PLC0415

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Final
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-#: Input topics of the spec, without the prefix.
-INPUT_TOPICS: Final = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
-#: Output topics of the spec, without the prefix.
-OUTPUT_TOPICS: Final = ("decisions", "violations", "rejected")
 
 
 class Settings(BaseSettings):

@@ -13,8 +13,10 @@ from typing import IO
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from marketban.adapters.kafka_admin import prepare_topics, topic_plan
+from marketban.domain.models import OUTPUT_TOPICS
 from marketban.service.synthetic import generate
-from marketban.settings import OUTPUT_TOPICS, Settings
+from marketban.settings import Settings
 
 
 class _Executions:
@@ -138,9 +140,6 @@ async def _show(stats: Counter[str], latest: deque[str], out: IO[str]) -> None:
 
 async def demo(settings: Settings, rate: float, orders: int, out: IO[str]) -> None:
     """Produce the market at ``rate`` orders/s and print a summary every second."""
-    from marketban.adapters.kafka_admin import prepare_topics  # noqa: PLC0415
-    from marketban.adapters.worker import topic_plan  # noqa: PLC0415
-
     plan = topic_plan(settings)
     await prepare_topics(
         settings.kafka_bootstrap, plan, settings.topic_partitions, settings.topic_replication

@@ -12,8 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from marketban.domain.models import OUTPUT_TOPICS
 from marketban.service.replay import LineInput, read_line
-from marketban.settings import OUTPUT_TOPICS, Settings
+from marketban.settings import Settings
 
 
 class WorkerNotCatchingUpError(RuntimeError):

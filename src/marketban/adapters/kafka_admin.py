@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
 from marketban.settings import Settings
 
 
@@ -77,6 +78,31 @@ async def prepare_topics(
             )
     finally:
         await admin.close()
+
+
+def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic the worker needs, with its configs (ban-windows is compacted)."""
+    plan: dict[str, dict[str, str]] = {settings.topic(n): {} for n in INPUT_TOPICS + OUTPUT_TOPICS}
+    plan[settings.ban_windows_topic] = {"cleanup.policy": "compact"}
+    return plan
+
+
+def topics_command(settings: Settings) -> int:
+    """Create the missing topics and check the layout; 2 when partition counts are wrong."""
+    try:
+        asyncio.run(
+            prepare_topics(
+                settings.kafka_bootstrap,
+                topic_plan(settings),
+                settings.topic_partitions,
+                settings.topic_replication,
+            )
+        )
+    except TopicLayoutError as exc:
+        print(f"marketban: {exc}", file=sys.stderr)  # noqa: T201 - the command's own answer
+        return 2
+    print(f"topics ready: {', '.join(sorted(topic_plan(settings)))}", file=sys.stderr)  # noqa: T201
+    return 0
 
 
 def ping_command(timeout: float) -> int:

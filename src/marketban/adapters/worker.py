@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +24,7 @@ from marketban.domain.bans import BanRecord, BanView, BanWindows
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import AccountState, Engine, Output, Source, State
 from marketban.domain.models import AccountLink
-from marketban.settings import INPUT_TOPICS, OUTPUT_TOPICS, Settings
+from marketban.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -186,35 +185,10 @@ class MarketbanWorker:
         return [_ViewService(self.view_consumer)]
 
 
-def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
-    """Every topic the worker needs, with its configs (ban-windows is compacted)."""
-    plan: dict[str, dict[str, str]] = {settings.topic(n): {} for n in INPUT_TOPICS + OUTPUT_TOPICS}
-    plan[settings.ban_windows_topic] = {"cleanup.policy": "compact"}
-    return plan
-
-
-def topics_command(settings: Settings) -> int:
-    """Create the missing topics and check the layout; 2 when partition counts are wrong."""
-    from marketban.adapters.kafka_admin import TopicLayoutError, prepare_topics  # noqa: PLC0415
-
-    try:
-        asyncio.run(
-            prepare_topics(
-                settings.kafka_bootstrap,
-                topic_plan(settings),
-                settings.topic_partitions,
-                settings.topic_replication,
-            )
-        )
-    except TopicLayoutError as exc:
-        print(f"marketban: {exc}", file=sys.stderr)  # noqa: T201 - the command's own answer
-        return 2
-    print(f"topics ready: {', '.join(sorted(topic_plan(settings)))}", file=sys.stderr)  # noqa: T201
-    return 0
-
-
 def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
     """Create missing topics, check co-partitioning, then run the Faust worker until stopped."""
+    from marketban.adapters.kafka_admin import topics_command  # noqa: PLC0415
+
     status = topics_command(settings)
     if status:
         return status

@@ -43,7 +43,6 @@ CLAUSE_NAMES: Final = {
 }
 #: Day orders lapse at the close; tracked orders are kept this long for late execution reports.
 ORDER_RETENTION = timedelta(days=7)
-INPUT_TOPICS: Final = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
 
 Payload = bytes | dict[str, Any]
 Output = tuple[str, str | None, BaseModel]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -67,6 +67,11 @@ Clause = Literal["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7"]
 EvidenceClause = Literal["6.1", "6.2", "6.3", "6.4", "6.5", "6.7"]
 
 _FROZEN = ConfigDict(frozen=True, extra="ignore")
+
+#: Input topics of the spec, without the prefix.
+INPUT_TOPICS: Final = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
+#: Output topics of the spec, without the prefix.
+OUTPUT_TOPICS: Final = ("decisions", "violations", "rejected")
 
 
 class Measure(BaseModel):

@@ -9,13 +9,13 @@ import orjson
 from pydantic import BaseModel
 
 from marketban.domain.engine import (
-    INPUT_TOPICS,
     Engine,
     Output,
     Payload,
     Source,
     rejected_output,
 )
+from marketban.domain.models import INPUT_TOPICS
 
 
 class LineInput(NamedTuple):
