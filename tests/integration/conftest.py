@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +46,17 @@ def kafka_env(kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
     env["MARKETBAN_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     env["MARKETBAN_TOPIC_PREFIX"] = topic_prefix
     return env
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the tail of every worker log of a failed test to its report (CI keeps only that)."""
+    outcome = yield
+    report = outcome.get_result()
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(tmp_path, Path):
+        for log in sorted(tmp_path.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            report.sections.append(
+                (f"worker log {log.name} (last 60 lines)", "\n".join(lines[-60:]))
+            )

@@ -65,12 +65,8 @@ async def prepare_topics(
             # Another worker may win the race; the layout check below still applies.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-        described = await admin.describe_topics(list(plan))
-        wrong = {
-            t["topic"]: len(t["partitions"])
-            for t in described
-            if len(t["partitions"]) != partitions
-        }
+        counts = await _partition_counts(admin, list(plan))
+        wrong = {topic: count for topic, count in counts.items() if count != partitions}
         if wrong:
             raise TopicLayoutError(
                 f"topics {wrong} do not have MARKETBAN_TOPIC_PARTITIONS={partitions} partitions; "
@@ -78,6 +74,25 @@ async def prepare_topics(
             )
     finally:
         await admin.close()
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, topics: list[str], wait_s: float = 30
+) -> dict[str, int]:
+    """Partition count per topic, once the metadata of every (freshly created) topic is known.
+
+    Right after CreateTopics the broker can still describe a new topic with no partitions (seen
+    under load: the worker then refused a correct layout and exited).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        described = await admin.describe_topics(topics)
+        counts = {t["topic"]: len(t["partitions"]) for t in described}
+        unknown = [t["topic"] for t in described if t["error_code"] or not t["partitions"]]
+        if not unknown or loop.time() > deadline:
+            return counts
+        await asyncio.sleep(0.1)
 
 
 def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:

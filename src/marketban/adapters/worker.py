@@ -104,6 +104,32 @@ class MarketbanWorker:
         self.view_consumer = BanViewConsumer(s.kafka_bootstrap, s.ban_windows_topic, self.view)
         self.app.agent(self.account_inputs, name="account-events")(self._account_agent)
         self.app.agent(self.bans_input, name="ban-events")(self._ban_agent)
+        self._add_health_views()
+
+    def readiness(self) -> dict[str, bool]:
+        """What must hold before this worker decides orders; ready when every value is true."""
+        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined] # not on TableManagerT
+        return {
+            "partitions_assigned": not self.app.rebalancing,
+            "tables_recovered": recovery.completed.is_set() and not recovery.in_recovery,
+            "ban_view_loaded": self.view_consumer.ready.is_set(),
+        }
+
+    def _add_health_views(self) -> None:
+        # Faust calls a page function as fun(view, request); a bound method would lose the view.
+        async def live(view: Any, _request: Any) -> Any:  # noqa: ANN401 - faust is untyped
+            return view.json({"status": "live"})
+
+        async def ready(view: Any, _request: Any) -> Any:  # noqa: ANN401 - faust is untyped
+            checks = self.readiness()
+            ok = all(checks.values())
+            return view.json(
+                {"status": "ready" if ok else "not ready", "checks": checks},
+                status=200 if ok else 503,
+            )
+
+        self.app.page("/health/live")(live)
+        self.app.page("/health/ready")(ready)
 
     def _publish(self, record: BanWindows) -> None:
         # Applied here at once (this worker decides with it immediately) and sent to every worker.
