@@ -274,7 +274,10 @@ class Engine:
         person = self.state.persons.get(link.person_id)
         windows = person.trading_windows_on(session) if person else []
         st = self.state.accounts.get(order.account_id) or AccountState()
-        duplicate = st.orders.get(order.order_id)
+        seen = st.orders.get(order.order_id)
+        # An execution can be consumed before its order (they travel on different topics); the
+        # order still gets its one decision, and the breach its fill raised stays recorded.
+        duplicate = seen if seen is not None and seen.verdict != "undecided" else None
         if duplicate is not None:
             return [
                 rejected_output(
@@ -294,6 +297,7 @@ class Engine:
             security=order.security,
             quantity=order.quantity,
             claim=order.exemption,
+            breached=seen is not None and seen.breached,
         )
         est = (
             " (session date estimated: the calendar does not know that year yet)"
