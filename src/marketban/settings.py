@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         le=300,
         description="seconds before a dead worker's partitions are given to another worker",
     )
+    batch_max: int = Field(
+        500, ge=1, le=100_000, description="most input records the worker takes in one batch"
+    )
+    batch_wait: float = Field(
+        0.002,
+        gt=0,
+        le=1,
+        description="seconds the worker waits to fill a batch before deciding what it has",
+    )
     log_level: str = Field("INFO", description="worker log level")
     holidays_file: Path | None = Field(
         None, description="JSON file of published holidays for years the calendars do not know"
