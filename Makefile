@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KAFKA := deploy/local-kafka/kafka.sh
 export MARKETBAN_KAFKA_PORT ?= 9092
 
-.PHONY: help venv lint fmt test test-unit run kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv lint fmt test test-unit bench run kafka-up kafka-down kafka-status constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,29 @@ run: $(STAMP) ## broker + worker + demo market with a live summary (Ctrl-C stops
 	trap stop EXIT INT TERM; \
 	echo "worker log: .local/worker.log; demo at $(RUN_RATE) orders/s; Ctrl-C stops everything"; \
 	$(VENV)/bin/marketban demo --rate $(RUN_RATE)
+
+# The benchmark suite (docs/benchmarks.md): the engine in-process, then the worker on the broker
+# next to a raw aiokafka passthrough; medians of BENCH_RUNS. Rewrites the generated table in
+# docs/benchmarks.md and bench-results.json. Broker handling as in `test`.
+BENCH_RUNS ?= 3
+BENCH_ENGINE_ORDERS ?= 200000
+BENCH_E2E_ORDERS ?= 30000
+BENCH_LATENCY_S ?= 10
+KAFKA_VERSION = $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/local-kafka/pom.xml)
+bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md (table) and bench-results.json
+	@mkdir -p .local; started=0; \
+	if [ -z "$${MARKETBAN_KAFKA_BOOTSTRAP:-}" ]; then \
+	  if ! $(KAFKA) status 2>/dev/null; then $(KAFKA) up || exit 1; started=1; fi; \
+	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
+	fi; \
+	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
+	set -eo pipefail; \
+	$(VENV)/bin/marketban bench engine --orders $(BENCH_ENGINE_ORDERS) --runs $(BENCH_RUNS) | tee .local/bench-engine.json; \
+	$(VENV)/bin/marketban bench e2e --orders $(BENCH_E2E_ORDERS) --runs $(BENCH_RUNS) \
+	  --latency-seconds $(BENCH_LATENCY_S) | tee .local/bench-e2e.json; \
+	$(PY) -m marketban.service.bench_report .local/bench-engine.json .local/bench-e2e.json \
+	  docs/benchmarks.md bench-results.json "$(KAFKA_VERSION)" "$$(date -u +%FT%TZ)"; \
+	echo "wrote docs/benchmarks.md and bench-results.json"
 
 test-unit: $(STAMP) ## the unit tests alone (no broker)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--orders", type=int, default=100_000, help="number of orders")
     synth.add_argument("--banned-persons", type=int, default=1000, help="persons under a ban")
     synth.add_argument("--seed", type=int, default=7, help="random seed")
-    bench = sub.add_parser("bench", help="measure: `bench engine` (in-process, one core)")
+    bench = sub.add_parser(
+        "bench", help="measure: `bench engine` (in-process, one core), `bench e2e` (on Kafka)"
+    )
     bench_sub = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
     bench_engine = bench_sub.add_parser(
         "engine", help="the engine on a synthetic mix, JSON bytes in to JSON bytes out"
@@ -77,6 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench_engine.add_argument(
         "--banned-persons", type=int, default=10_000, help="persons under a ban (3 accounts each)"
     )
+    bench_engine.add_argument(
+        "--runs", type=int, default=3, help="runs; the figure is their median"
+    )
+    e2e = bench_sub.add_parser(
+        "e2e",
+        help="throughput, raw-passthrough ratio and latency on the broker (starts its own worker)",
+    )
+    e2e.add_argument("--orders", type=int, default=100_000, help="orders per throughput run")
+    e2e.add_argument("--rate", type=float, default=2000.0, help="orders/s of the latency run")
+    e2e.add_argument(
+        "--latency-seconds", type=float, default=15.0, help="length of each latency run"
+    )
+    e2e.add_argument("--runs", type=int, default=3, help="rounds; figures are their medians")
+    e2e.add_argument(
+        "--banned-persons", type=int, default=10_000, help="persons under a ban (3 accounts each)"
+    )
+    e2e.add_argument(
+        "--running-worker",
+        action="store_true",
+        help="measure the worker already running on MARKETBAN_TOPIC_PREFIX instead of starting one",
+    )
+    for name, what in (
+        ("passthrough", "the raw aiokafka exactly-once copy that `bench e2e` compares against"),
+        ("faust-passthrough", "the same copy as a Faust agent shaped like the worker's"),
+    ):
+        copy = bench_sub.add_parser(name, help=what)
+        copy.add_argument("group", help="consumer group (also the transactional id prefix)")
+        copy.add_argument("output", help="topic to copy to, same partition")
+        copy.add_argument("inputs", nargs="+", help="topics to copy from")
     ping = sub.add_parser("ping", help="check that the Kafka cluster answers a metadata request")
     ping.add_argument("--timeout", type=float, default=10.0, help="seconds to keep trying")
     return parser
@@ -100,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         from marketban.entrypoints import bench_command  # noqa: PLC0415 - keeps --help fast
 
-        return bench_command(args.orders, args.banned_persons)
+        return bench_command(args)
     if args.command == "synth":
         from marketban.entrypoints import synth_command  # noqa: PLC0415 - keeps --help fast
 

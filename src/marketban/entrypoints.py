@@ -80,8 +80,41 @@ def stream_command(args: argparse.Namespace) -> int:
     return tail_command(settings, args.idle)
 
 
-def bench_command(orders: int, banned_persons: int) -> int:
-    """``marketban bench engine``: prints the figures as one JSON line."""
-    result = bench_engine(default_calendar(Settings().holidays_file), orders, banned_persons)
+def bench_command(args: argparse.Namespace) -> int:
+    """``marketban bench engine|e2e|passthrough``: prints the figures as one final JSON line."""
+    settings = Settings()
+    if args.bench == "passthrough":
+        from marketban.adapters.passthrough import passthrough_command  # noqa: PLC0415
+
+        return passthrough_command(settings.kafka_bootstrap, args.group, args.inputs, args.output)
+    if args.bench == "faust-passthrough":
+        from marketban.adapters.faust_passthrough import faust_passthrough_command  # noqa: PLC0415
+
+        return faust_passthrough_command(
+            settings.kafka_bootstrap,
+            args.group,
+            args.inputs,
+            args.output,
+            settings.batch_max,
+            settings.batch_wait,
+        )
+    if args.bench == "e2e":
+        import asyncio  # noqa: PLC0415
+
+        from marketban.adapters.bench_e2e import E2EOptions, bench_e2e  # noqa: PLC0415
+
+        opts = E2EOptions(
+            orders=args.orders,
+            rate=args.rate,
+            latency_s=args.latency_seconds,
+            runs=args.runs,
+            banned_persons=args.banned_persons,
+            start_worker=not args.running_worker,
+        )
+        result = asyncio.run(bench_e2e(settings, opts, sys.stderr))
+    else:
+        result = bench_engine(
+            default_calendar(settings.holidays_file), args.orders, args.banned_persons, args.runs
+        )
     print(json.dumps(result))  # noqa: T201
     return 0

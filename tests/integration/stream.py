@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -12,9 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
+from marketban.adapters.kafka_admin import wait_caught_up as caught_up
 from tests.integration.workers import WorkerProcess, free_port
 
 INPUTS = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
@@ -92,40 +89,4 @@ def outcome(
 
 async def wait_caught_up(bootstrap: str, prefix: str, within_s: float = 120) -> None:
     """Wait until the worker group has committed every input record (lag 0)."""
-    group = f"{prefix}worker"
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await admin.start()
-    try:
-        tps = [
-            TopicPartition(f"{prefix}{t}", p)
-            for t in INPUTS
-            for p in consumer.partitions_for_topic(f"{prefix}{t}") or ()
-        ]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [
-                TopicPartition(f"{prefix}{t}", p)
-                for t in INPUTS
-                for p in consumer.partitions_for_topic(f"{prefix}{t}") or ()
-            ]
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + within_s
-        while True:
-            try:
-                committed = await admin.list_consumer_group_offsets(group)
-            except Exception:  # noqa: BLE001 - the group may not exist yet
-                committed = {}
-            lag = {
-                tp: end - (committed[tp].offset if tp in committed else 0)
-                for tp, end in ends.items()
-                if end > 0
-            }
-            if all(v <= 0 for v in lag.values()):
-                return
-            assert time.monotonic() < deadline, f"worker did not catch up: lag {lag}"
-            await asyncio.sleep(0.2)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    await caught_up(bootstrap, f"{prefix}worker", [f"{prefix}{t}" for t in INPUTS], within_s)

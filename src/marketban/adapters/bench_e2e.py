@@ -1,0 +1,439 @@
+"""``marketban bench e2e``: the processor on the real broker, next to the transport's own limit.
+
+One run (docs/benchmarks.md):
+
+1. reference data of the synthetic market (10,000 banned persons by default) is produced and the
+   worker catches up (lag 0);
+2. ``passthrough``: the same order flow through a raw aiokafka exactly-once copy process
+   (``marketban bench passthrough``), orders/s from the first produce to the last copy consumed;
+3. ``throughput``: the order flow through the worker, orders/s from the first produce to the last
+   decision consumed (read_committed); the backlog drains, so this is the sustained capacity;
+4. ``latency``: open loop at a fixed rate, each order's latency from its scheduled produce time
+   to its decision consumed (a late producer does not hide queueing).
+
+Steps 2 to 4 repeat ``runs`` times with fresh order ids; the figures are medians, ratios pair the
+passthrough and worker runs of the same round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from marketban.adapters.kafka_admin import ensure_topics, wait_caught_up
+from marketban.domain.models import INPUT_TOPICS
+from marketban.service.synthetic import generate
+from marketban.settings import Settings
+
+Record = tuple[str, bytes, bytes]  # topic (spec name), key, value
+_FLOW = ("orders", "executions")
+_BASELINES = ("passthrough", "faust-passthrough")
+
+
+@dataclass
+class Market:
+    """The synthetic market split into reference data and order-flow rounds."""
+
+    reference: list[Record]
+    banned_persons: int
+    seed: int = 7
+
+    def flow(self, round_id: str, orders: int) -> tuple[list[Record], list[bytes]]:
+        """Order flow with order ids unique to ``round_id``; also the order ids in produce order."""
+        records: list[Record] = []
+        order_ids: list[bytes] = []
+        lines = generate(
+            orders,
+            banned_persons=self.banned_persons,
+            order_prefix=round_id,
+            seed=self.seed,
+            broken_every=10**12,  # readable orders only: each must get exactly one decision
+        )
+        for line in lines:
+            rec = orjson.loads(line)
+            if rec["topic"] not in _FLOW:
+                continue
+            records.append((rec["topic"], rec["key"].encode(), orjson.dumps(rec["value"])))
+            if rec["topic"] == "orders":
+                order_ids.append(rec["value"]["order_id"].encode())
+        return records, order_ids
+
+
+def synthetic_market(banned_persons: int) -> Market:
+    """Reference data (bans, links, holdings, evidence) of the synthetic market."""
+    reference = [
+        (rec["topic"], rec["key"].encode(), orjson.dumps(rec["value"]))
+        for rec in map(orjson.loads, generate(0, banned_persons=banned_persons))
+    ]
+    return Market(reference, banned_persons)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory (VmHWM), in MB; None if it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Child:
+    """A marketban subprocess with its log in a file; explicit start/stop."""
+
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        """Start the process."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "marketban.cli", *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def _wait_ready(child: Child, port: int, within_s: float) -> None:
+    url = f"http://127.0.0.1:{port}/health/ready"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)  # noqa: PLR2004
+        except (urllib.error.URLError, OSError):
+            return False
+
+    while loop.time() < deadline:
+        assert child.proc is not None  # noqa: S101 - started by the caller
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"the worker exited; see {child.log_path}")
+        if await asyncio.to_thread(probe):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the worker was not ready within {within_s:.0f}s; see {child.log_path}")
+
+
+class Collector:
+    """Reads a topic read_committed from its end and notes when each awaited key arrives."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=5,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._topic = topic
+        self._task: asyncio.Task[None] | None = None
+        self.arrivals: dict[bytes, float] = {}
+        self._want = 0
+        self._done = asyncio.Event()
+        self._by_order_id = False
+
+    async def start(self) -> None:
+        """Assign every partition at its current end."""
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self._topic)
+        while not partitions:  # created moments ago: this client has no metadata for it yet
+            await asyncio.sleep(0.1)
+            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - no public way
+            partitions = self._consumer.partitions_for_topic(self._topic)
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run())
+
+    def expect(self, count: int, *, by_order_id: bool) -> None:
+        """Reset and wait for ``count`` records (keyed by the value's order_id if asked)."""
+        self.arrivals = {}
+        self._want = count
+        self._by_order_id = by_order_id
+        self._done.clear()
+
+    async def _run(self) -> None:
+        n = 0
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
+            now = time.perf_counter()
+            for records in batches.values():
+                for rec in records:
+                    if self._by_order_id:
+                        key = orjson.loads(rec.value or b"{}").get("order_id", "").encode()
+                    else:
+                        n += 1
+                        key = n.to_bytes(8, "big")
+                    self.arrivals.setdefault(key, now)
+            if len(self.arrivals) >= self._want > 0:
+                self._done.set()
+
+    async def wait(self, within_s: float) -> bool:
+        """True once every expected record arrived; False after ``within_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), within_s)
+        return self._done.is_set()
+
+    async def stop(self) -> None:
+        """Stop reading."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+
+async def _produce_all(producer: AIOKafkaProducer, records: list[tuple[str, bytes, bytes]]) -> None:
+    futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+    await asyncio.gather(*futures)
+
+
+async def _saturated(
+    producer: AIOKafkaProducer,
+    collector: Collector,
+    records: list[tuple[str, bytes, bytes]],
+    *,
+    orders: int,
+    expected: int,
+    within_s: float,
+) -> float:
+    """Produce everything at once; orders per second until ``expected`` outputs arrived."""
+    collector.expect(expected, by_order_id=False)
+    start = time.perf_counter()
+    await _produce_all(producer, records)
+    if not await collector.wait(within_s):
+        got = len(collector.arrivals)
+        raise TimeoutError(f"only {got} of {expected} outputs arrived within {within_s:.0f}s")
+    return orders / (max(collector.arrivals.values()) - start)
+
+
+async def _open_loop(
+    producer: AIOKafkaProducer,
+    collector: Collector,
+    records: list[tuple[str, bytes, bytes]],
+    order_ids: list[bytes],
+    *,
+    rate: float,
+    within_s: float,
+) -> dict[str, Any]:
+    """Produce orders on a fixed schedule; latency from scheduled send to decision consumed."""
+    collector.expect(len(order_ids), by_order_id=True)
+    scheduled: dict[bytes, float] = {}
+    ids: Iterator[bytes] = iter(order_ids)
+    start = time.perf_counter() + 0.05
+    sent = 0
+    for topic, key, value in records:
+        if topic.endswith("orders"):
+            due = start + sent / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            scheduled[next(ids)] = due
+            sent += 1
+        await producer.send(topic, value, key=key)
+    await collector.wait(within_s)
+    latencies = sorted(
+        (collector.arrivals[oid] - due) * 1000
+        for oid, due in scheduled.items()
+        if oid in collector.arrivals
+    )
+    if not latencies:
+        raise TimeoutError("no decision arrived in the latency run")
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
+    return {
+        "rate": rate,
+        "orders": sent,
+        "missing": sent - len(latencies),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": round(latencies[-1], 2),
+    }
+
+
+@dataclass(frozen=True)
+class E2EOptions:
+    """What ``marketban bench e2e`` measures, and how long it may take."""
+
+    orders: int = 100_000
+    rate: float = 2_000
+    latency_s: float = 15
+    runs: int = 3
+    banned_persons: int = 10_000
+    start_worker: bool = True
+    timeout_s: float = 600
+
+
+async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str, Any]:  # noqa: ANN401
+    """Run the whole e2e benchmark; return its figures."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}." if opts.start_worker else settings.topic_prefix
+    s = settings.model_copy(update={"topic_prefix": prefix})
+    workdir = Path(tempfile.mkdtemp(prefix="marketban-bench-"))
+    env = {**os.environ, "MARKETBAN_TOPIC_PREFIX": prefix}
+    env["MARKETBAN_KAFKA_BOOTSTRAP"] = s.kafka_bootstrap
+    worker: Child | None = None
+    # The transport's limit (raw aiokafka) and Faust's (the worker's agent shape, no engine).
+    baselines = {
+        name: (s.topic(f"bench-{name}-in"), s.topic(f"bench-{name}-out")) for name in _BASELINES
+    }
+    await ensure_topics(
+        s.kafka_bootstrap, [t for pair in baselines.values() for t in pair], s.topic_partitions, 1
+    )
+    children: list[Child] = []
+    market = synthetic_market(opts.banned_persons)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=1, acks="all")
+    await producer.start()
+    decisions = Collector(s.kafka_bootstrap, s.topic("decisions"))
+    copies = {name: Collector(s.kafka_bootstrap, out) for name, (_in, out) in baselines.items()}
+    result: dict[str, Any] = {"bench": "e2e", "orders_per_run": opts.orders, "runs": []}
+    try:
+        if opts.start_worker:
+            port = _free_port()
+            worker_env = {
+                **env,
+                "MARKETBAN_DATA_DIR": str(workdir / "worker-data"),
+                "MARKETBAN_WEB_PORT": str(port),
+                "MARKETBAN_LOG_LEVEL": "WARNING",
+            }
+            worker = Child(["worker"], worker_env, workdir / "worker.log")
+            children.append(worker)
+            worker.start()
+            await _wait_ready(worker, port, 120)
+        for name, (pt_in, pt_out) in baselines.items():
+            child = Child(
+                ["bench", name, f"{prefix}bench-{name}", pt_out, pt_in],
+                env,
+                workdir / f"{name}.log",
+            )
+            children.append(child)
+            child.start()
+            await copies[name].start()
+        await decisions.start()
+
+        started = time.perf_counter()
+        await _produce_all(producer, [(s.topic(t), k, v) for t, k, v in market.reference])
+        topics = [s.topic(t) for t in INPUT_TOPICS]
+        await wait_caught_up(s.kafka_bootstrap, s.app_id, topics, opts.timeout_s)
+        loaded = time.perf_counter() - started
+        result["reference_records"] = len(market.reference)
+        result["reference_per_s"] = round(len(market.reference) / loaded)
+        log.write(f"reference data: {len(market.reference)} records in {loaded:.1f} s\n")
+
+        for n in range(opts.runs):
+            flow, order_ids = market.flow(f"R{n}-", opts.orders)
+            base: dict[str, float] = {}
+            for name, (pt_in, _out) in baselines.items():
+                pt_flow = [(pt_in, k, v) for _t, k, v in flow]
+                base[name] = await _saturated(
+                    producer,
+                    copies[name],
+                    pt_flow,
+                    orders=len(order_ids),
+                    expected=len(pt_flow),
+                    within_s=opts.timeout_s,
+                )
+            pt = base["passthrough"]
+            tp_flow = [(s.topic(t), k, v) for t, k, v in flow]
+            wk = await _saturated(
+                producer,
+                decisions,
+                tp_flow,
+                orders=len(order_ids),
+                expected=len(order_ids),
+                within_s=opts.timeout_s,
+            )
+            await wait_caught_up(s.kafka_bootstrap, s.app_id, topics, opts.timeout_s)
+            lat_orders = int(opts.rate * opts.latency_s)
+            lat_flow, lat_ids = market.flow(f"L{n}-", lat_orders)
+            lat = await _open_loop(
+                producer,
+                decisions,
+                [(s.topic(t), k, v) for t, k, v in lat_flow],
+                lat_ids,
+                rate=opts.rate,
+                within_s=opts.timeout_s,
+            )
+            run = {
+                "throughput_per_s": round(wk),
+                "passthrough_per_s": round(pt),
+                "faust_passthrough_per_s": round(base["faust-passthrough"]),
+                "ratio": round(wk / pt, 3),
+                **{k: lat[k] for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "missing")},
+            }
+            result["runs"].append(run)
+            log.write(f"run {n + 1}/{opts.runs}: {orjson.dumps(run).decode()}\n")
+            log.flush()
+        for figure in (
+            "throughput_per_s",
+            "passthrough_per_s",
+            "faust_passthrough_per_s",
+            "ratio",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+        ):
+            result[figure] = statistics.median(r[figure] for r in result["runs"])
+        result["latency_rate_per_s"] = opts.rate
+        result["worker_peak_rss_mb"] = (
+            peak_rss_mb(worker.proc.pid) if worker is not None and worker.proc else None
+        )
+    finally:
+        # Children first: a failing client must never leave a worker running.
+        for child in children:
+            child.stop()
+        for client in (decisions, *copies.values(), producer):
+            with contextlib.suppress(Exception):
+                await client.stop()
+        if opts.start_worker:
+            shutil.rmtree(workdir / "worker-data", ignore_errors=True)
+    result["logs"] = str(workdir)
+    return result
