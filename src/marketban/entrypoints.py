@@ -87,6 +87,14 @@ def bench_command(args: argparse.Namespace) -> int:
         from marketban.adapters.passthrough import passthrough_command  # noqa: PLC0415
 
         return passthrough_command(settings.kafka_bootstrap, args.group, args.inputs, args.output)
+    if args.bench == "aiokafka-engine":
+        import asyncio  # noqa: PLC0415
+
+        from marketban.adapters.passthrough import engine_loop  # noqa: PLC0415
+
+        calendar = default_calendar(settings.holidays_file)
+        asyncio.run(engine_loop(settings.kafka_bootstrap, args.group, args.prefix, calendar))
+        return 0
     if args.bench == "faust-passthrough":
         from marketban.adapters.faust_passthrough import faust_passthrough_command  # noqa: PLC0415
 

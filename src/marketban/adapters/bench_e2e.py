@@ -46,7 +46,6 @@ from marketban.settings import Settings
 
 Record = tuple[str, bytes, bytes]  # topic (spec name), key, value
 _FLOW = ("orders", "executions")
-_BASELINES = ("passthrough", "faust-passthrough")
 
 
 @dataclass
@@ -301,6 +300,38 @@ async def _open_loop(
 
 
 @dataclass(frozen=True)
+class Lane:
+    """A process the order flow goes through, next to the worker, for comparison."""
+
+    name: str  # also the `marketban bench` subcommand that runs it
+    args: list[str]
+    inputs: dict[str, str]  # spec input topic -> the topic this lane reads it from
+    output: str
+    per_order: bool  # one output per order (decisions) rather than one per input record
+    extra: tuple[str, ...] = ()  # further topics it writes to
+
+
+def _lanes(prefix: str) -> list[Lane]:
+    lanes = []
+    for name in ("passthrough", "faust-passthrough"):
+        source, sink = f"{prefix}bench-{name}-in", f"{prefix}bench-{name}-out"
+        args = ["bench", name, f"{prefix}bench-{name}", sink, source]
+        lanes.append(Lane(name, args, dict.fromkeys(INPUT_TOPICS, source), sink, per_order=False))
+    engine = f"{prefix}bench-aiokafka-engine."
+    lanes.append(
+        Lane(
+            "aiokafka-engine",
+            ["bench", "aiokafka-engine", f"{prefix}bench-aiokafka-engine", engine],
+            {t: f"{engine}{t}" for t in INPUT_TOPICS},
+            f"{engine}decisions",
+            per_order=True,
+            extra=(f"{engine}other",),
+        )
+    )
+    return lanes
+
+
+@dataclass(frozen=True)
 class E2EOptions:
     """What ``marketban bench e2e`` measures, and how long it may take."""
 
@@ -321,19 +352,17 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
     env = {**os.environ, "MARKETBAN_TOPIC_PREFIX": prefix}
     env["MARKETBAN_KAFKA_BOOTSTRAP"] = s.kafka_bootstrap
     worker: Child | None = None
-    # The transport's limit (raw aiokafka) and Faust's (the worker's agent shape, no engine).
-    baselines = {
-        name: (s.topic(f"bench-{name}-in"), s.topic(f"bench-{name}-out")) for name in _BASELINES
-    }
-    await ensure_topics(
-        s.kafka_bootstrap, [t for pair in baselines.values() for t in pair], s.topic_partitions, 1
-    )
+    # The transport's limit (raw aiokafka), Faust's (the worker's agent shape, no engine) and the
+    # engine on the raw loop (what a Faust-free design would reach).
+    lanes = _lanes(prefix)
+    lane_topics = {t for lane in lanes for t in (*lane.inputs.values(), lane.output, *lane.extra)}
+    await ensure_topics(s.kafka_bootstrap, sorted(lane_topics), s.topic_partitions, 1)
     children: list[Child] = []
     market = synthetic_market(opts.banned_persons)
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=1, acks="all")
     await producer.start()
     decisions = Collector(s.kafka_bootstrap, s.topic("decisions"))
-    copies = {name: Collector(s.kafka_bootstrap, out) for name, (_in, out) in baselines.items()}
+    copies = {lane.name: Collector(s.kafka_bootstrap, lane.output) for lane in lanes}
     result: dict[str, Any] = {"bench": "e2e", "orders_per_run": opts.orders, "runs": []}
     try:
         if opts.start_worker:
@@ -348,16 +377,16 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
             children.append(worker)
             worker.start()
             await _wait_ready(worker, port, 120)
-        for name, (pt_in, pt_out) in baselines.items():
-            child = Child(
-                ["bench", name, f"{prefix}bench-{name}", pt_out, pt_in],
-                env,
-                workdir / f"{name}.log",
-            )
+        for lane in lanes:
+            child = Child(lane.args, env, workdir / f"{lane.name}.log")
             children.append(child)
             child.start()
-            await copies[name].start()
+            await copies[lane.name].start()
         await decisions.start()
+        engine_lane = lanes[-1]
+        await _produce_all(
+            producer, [(engine_lane.inputs[t], k, v) for t, k, v in market.reference]
+        )
 
         started = time.perf_counter()
         await _produce_all(producer, [(s.topic(t), k, v) for t, k, v in market.reference])
@@ -371,14 +400,14 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
         for n in range(opts.runs):
             flow, order_ids = market.flow(f"R{n}-", opts.orders)
             base: dict[str, float] = {}
-            for name, (pt_in, _out) in baselines.items():
-                pt_flow = [(pt_in, k, v) for _t, k, v in flow]
-                base[name] = await _saturated(
+            for lane in lanes:
+                lane_flow = [(lane.inputs[t], k, v) for t, k, v in flow]
+                base[lane.name] = await _saturated(
                     producer,
-                    copies[name],
-                    pt_flow,
+                    copies[lane.name],
+                    lane_flow,
                     orders=len(order_ids),
-                    expected=len(pt_flow),
+                    expected=len(order_ids) if lane.per_order else len(lane_flow),
                     within_s=opts.timeout_s,
                 )
             pt = base["passthrough"]
@@ -406,6 +435,7 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                 "throughput_per_s": round(wk),
                 "passthrough_per_s": round(pt),
                 "faust_passthrough_per_s": round(base["faust-passthrough"]),
+                "aiokafka_engine_per_s": round(base["aiokafka-engine"]),
                 "ratio": round(wk / pt, 3),
                 **{k: lat[k] for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "missing")},
             }
@@ -416,6 +446,7 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
             "throughput_per_s",
             "passthrough_per_s",
             "faust_passthrough_per_s",
+            "aiokafka_engine_per_s",
             "ratio",
             "p50_ms",
             "p99_ms",

@@ -1,5 +1,8 @@
 """The transport's own limit: a raw aiokafka exactly-once passthrough, no Faust, no engine.
 
+Also what a Faust-free design would give: the same loop with the engine in it
+(``engine_loop``, state in memory only: a measurement, not a product).
+
 It consumes input topics read_committed in a consumer group and produces every record's bytes
 unchanged to an output topic, same partition, committing the input offsets in the same
 transaction as the outputs: the guarantees of the worker with none of its work.
@@ -11,12 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from marketban.domain.calendars import MarketCalendar
+from marketban.domain.engine import Engine, Source
+from marketban.domain.models import INPUT_TOPICS
+
+Sends = list[tuple[str, bytes | None, bytes]]
 
 
-async def passthrough(bootstrap: str, group: str, inputs: list[str], output: str) -> None:
-    """Copy ``inputs`` to ``output`` exactly once until SIGTERM/SIGINT."""
+async def _copy_loop(
+    bootstrap: str,
+    group: str,
+    inputs: list[str],
+    handle: Callable[[ConsumerRecord[bytes, bytes]], Sends],
+) -> None:
+    """Consume ``inputs``; send what ``handle`` makes of each record exactly once, until stopped."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -44,13 +60,44 @@ async def passthrough(bootstrap: str, group: str, inputs: list[str], output: str
             async with producer.transaction():
                 for tp, records in batch.items():
                     for rec in records:
-                        await producer.send(output, rec.value, key=rec.key, partition=tp.partition)
+                        for topic, key, value in handle(rec):
+                            await producer.send(topic, value, key=key, partition=tp.partition)
                     offsets[tp] = records[-1].offset + 1
                 await producer.send_offsets_to_transaction(offsets, group)
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
         await producer.stop()
+
+
+async def passthrough(bootstrap: str, group: str, inputs: list[str], output: str) -> None:
+    """Copy ``inputs`` to ``output`` exactly once until SIGTERM/SIGINT."""
+    await _copy_loop(bootstrap, group, inputs, lambda rec: [(output, rec.key, rec.value or b"")])
+
+
+async def engine_loop(bootstrap: str, group: str, prefix: str, calendar: MarketCalendar) -> None:
+    """The engine on ``<prefix><input topic>``, exactly once: an upper bound, not a product.
+
+    Decisions go to ``<prefix>decisions``, everything else to ``<prefix>other``. State lives in
+    this process only (no changelog, no recovery).
+    """
+    engine = Engine(calendar)
+    cut = len(prefix)
+
+    def handle(rec: ConsumerRecord[bytes, bytes]) -> Sends:
+        key = rec.key.decode() if rec.key is not None else None
+        source = Source(rec.topic, rec.partition, rec.offset)
+        outputs = engine.handle(rec.topic[cut:], key, rec.value or b"", source, datetime.now(UTC))
+        return [
+            (
+                f"{prefix}{'decisions' if topic == 'decisions' else 'other'}",
+                k.encode() if k is not None else None,
+                v.model_dump_json().encode(),
+            )
+            for topic, k, v in outputs
+        ]
+
+    await _copy_loop(bootstrap, group, [f"{prefix}{t}" for t in INPUT_TOPICS], handle)
 
 
 def passthrough_command(bootstrap: str, group: str, inputs: list[str], output: str) -> int:
