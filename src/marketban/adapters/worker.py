@@ -204,6 +204,10 @@ class MarketbanWorker:
                 # leaves that at the batch's last event, so it is set for each one here.
                 _current_event.set(weakref.ref(event))
                 yield event, now
+            # Table changelog writes wait in Faust's producer buffer; Faust does not flush it
+            # before a transactional commit. Flushing before the batch is acked keeps every state
+            # write in the transaction that commits its input's offset.
+            await self.app.producer.buffer.flush()
         _current_event.set(None)
 
     async def _account_agent(self, stream: StreamT[Any]) -> None:
