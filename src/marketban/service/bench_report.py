@@ -96,6 +96,10 @@ def render_table(results: dict[str, dict[str, Any]], kafka_version: str) -> str:
             f"faust-passthrough`): {_fmt(e2e.get('faust_passthrough_per_s'))} orders/s"
         ),
         (
+            "- the engine in a raw aiokafka exactly-once loop, state in memory (`bench "
+            f"aiokafka-engine`): {_fmt(e2e.get('aiokafka_engine_per_s'))} orders/s"
+        ),
+        (
             f"- latency at {_fmt(e2e.get('latency_rate_per_s'))} orders/s: p50 "
             f"{_fmt(e2e.get('p50_ms'))} ms, p99.9 {_fmt(e2e.get('p999_ms'))} ms"
         ),

@@ -1,0 +1,45 @@
+"""`marketban bench e2e` end to end on the real broker, tiny sizes: it must keep working.
+
+No figure is asserted against a target (benchmarks are not tests); the test checks that every
+lane delivered every record and that every figure was measured.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.stream import cli
+
+
+def test_bench_e2e_measures_every_lane_and_every_order_gets_its_decision(
+    kafka_env: dict[str, str],
+) -> None:
+    out = cli(
+        kafka_env,
+        "bench",
+        "e2e",
+        "--orders",
+        "300",
+        "--runs",
+        "1",
+        "--rate",
+        "100",
+        "--latency-seconds",
+        "2",
+        "--banned-persons",
+        "20",
+        timeout=400,
+    )
+    result = json.loads(out.splitlines()[-1])
+    run = result["runs"][0]
+    assert run["missing"] == 0
+    for figure in (
+        "throughput_per_s",
+        "passthrough_per_s",
+        "faust_passthrough_per_s",
+        "aiokafka_engine_per_s",
+    ):
+        assert run[figure] > 0, figure
+    assert run["p50_ms"] <= run["p99_ms"] <= run["p999_ms"]
+    assert result["reference_records"] > 0
+    assert result["worker_peak_rss_mb"] > 0
