@@ -69,7 +69,7 @@ async def feed(
             read = read_line(number, line)
             if not isinstance(read, LineInput):
                 skipped += 1
-                log.write(f"line {number} not fed: {read[2].error}\n")  # type: ignore[attr-defined]
+                log.write(f"line {number} not fed: {read[2].error}\n")  # type: ignore[union-attr]
                 continue
             value = read.payload if isinstance(read.payload, bytes) else orjson.dumps(read.payload)
             key = read.key.encode() if read.key is not None else None

@@ -16,9 +16,11 @@ from pydantic import BaseModel, Field
 
 from marketban.domain.bans import BanBook, BanRecord, BanView, BanWindows, Window
 from marketban.domain.calendars import MarketCalendar
+from marketban.domain.fastpath import ClaimWire, DecisionRecord, OrderWire, decode_order
 from marketban.domain.models import (
     AccountLink,
     BanEvent,
+    Clause,
     Decision,
     Evidence,
     Execution,
@@ -30,7 +32,13 @@ from marketban.domain.models import (
     Verdict,
     Violation,
 )
-from marketban.domain.wire import DecodeError, parse_object, payload_text, validate
+from marketban.domain.wire import (
+    MAX_PAYLOAD_BYTES,
+    DecodeError,
+    parse_object,
+    payload_text,
+    validate,
+)
 
 CLAUSE_NAMES: Final = {
     "6.1": "ordered buy-back (责令回购)",
@@ -45,7 +53,7 @@ CLAUSE_NAMES: Final = {
 ORDER_RETENTION = timedelta(days=7)
 
 Payload = bytes | dict[str, Any]
-Output = tuple[str, str | None, BaseModel]
+Output = tuple[str, str | None, BaseModel | DecisionRecord]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +138,7 @@ class _Ask:
 @dataclass(frozen=True, slots=True)
 class _Judgement:
     verdict: Verdict
-    clause: str | None
+    clause: Clause | None
     quota_key: str | None
     text: str
 
@@ -167,6 +175,10 @@ class Engine:
         ``now`` is the processing time an adapter may stamp on outputs; the decision itself never
         depends on it (R6). Without it, outputs carry the event's own time.
         """
+        if topic == "orders" and isinstance(payload, bytes) and len(payload) <= MAX_PAYLOAD_BYTES:
+            fast = decode_order(payload)
+            if fast is not None and fast.account_id == key:
+                return self._decide(key, fast, payload, source, now)
         try:
             obj = parse_object(payload)
         except DecodeError as exc:
@@ -253,6 +265,17 @@ class Engine:
             _require_key(key, order.account_id, "account_id")
         except DecodeError as exc:
             return self._invalid_order(key, obj, src, str(exc))
+        return self._decide(key, order, obj, src, now)
+
+    def _decide(
+        self,
+        key: str | None,
+        order: Order | OrderWire,
+        raw: Payload,
+        src: Source,
+        now: datetime | None,
+    ) -> list[Output]:
+        """R3/R4 for a valid order (the pydantic model, or the fast path's struct)."""
         session_day = self.calendar.session_of(order.entered_at)
         session = session_day.day
         decided_at = now or order.entered_at
@@ -283,12 +306,17 @@ class Engine:
                 rejected_output(
                     src,
                     key,
-                    obj,
+                    parse_object(raw),  # the same text whichever path decoded the order
                     f"duplicate order_id {order.order_id}: already decided ({duplicate.verdict}) "
                     f"for session {duplicate.session}",
                 )
             ]
         st.evict_before(session)
+        claim = (
+            order.exemption.to_model()
+            if isinstance(order.exemption, ClaimWire)
+            else order.exemption
+        )
         track = OrderTrack(
             order_id=order.order_id,
             session=session,
@@ -296,7 +324,7 @@ class Engine:
             side=order.side,
             security=order.security,
             quantity=order.quantity,
-            claim=order.exemption,
+            claim=claim,
             breached=seen is not None and seen.breached,
         )
         est = (
@@ -322,7 +350,7 @@ class Engine:
                 )
             ]
         ids = _decision_ids(windows)
-        ask = _Ask(order.side, order.security, order.quantity, order.exemption)
+        ask = _Ask(order.side, order.security, order.quantity, claim)
         j = self._judge(st, windows, session, ask)
         track.verdict = j.verdict
         if j.verdict == "allow_exempt":
@@ -514,11 +542,11 @@ class Engine:
 
     @staticmethod
     def _decision(
-        order: Order,
+        order: Order | OrderWire,
         *,
         person_id: str | None,
         verdict: Verdict,
-        clause: str | None,
+        clause: Clause | None,
         ids: list[str],
         reason: str,
         session: date,
@@ -527,7 +555,7 @@ class Engine:
         return (
             "decisions",
             order.account_id,
-            Decision(
+            DecisionRecord(
                 order_id=order.order_id,
                 account_id=order.account_id,
                 person_id=person_id,

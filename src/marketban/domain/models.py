@@ -42,7 +42,8 @@ def _iso_timestamp_text(value: object) -> object:
     return value
 
 
-def _positive_decimal(value: str) -> str:
+def positive_decimal(value: str) -> str:
+    """The value, if it is a finite decimal number above zero; ValueError otherwise."""
     try:
         number = Decimal(value)
     except InvalidOperation:
@@ -60,7 +61,7 @@ NonNegativeInt = Annotated[int, Strict(), Field(ge=0, le=10**12)]
 Bool = Annotated[bool, Strict()]
 IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp_text)]
-PriceText = Annotated[str, Strict(), Field(max_length=32), AfterValidator(_positive_decimal)]
+PriceText = Annotated[str, Strict(), Field(max_length=32), AfterValidator(positive_decimal)]
 Side = Literal["buy", "sell"]
 Exchange = Literal["XSHG", "XSHE", "BJSE", "NEEQ"]
 Clause = Literal["6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7"]

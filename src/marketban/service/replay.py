@@ -15,6 +15,7 @@ from marketban.domain.engine import (
     Source,
     rejected_output,
 )
+from marketban.domain.fastpath import DecisionRecord
 from marketban.domain.models import INPUT_TOPICS
 
 
@@ -26,7 +27,7 @@ class LineInput(NamedTuple):
     payload: Payload
 
 
-def encode_output(topic: str, key: str | None, value: BaseModel) -> bytes:
+def encode_output(topic: str, key: str | None, value: BaseModel | DecisionRecord) -> bytes:
     """One output record as a replay-format JSON line (with the newline)."""
     return orjson.dumps(
         {"topic": topic, "key": key, "value": orjson.Fragment(value.model_dump_json())},
