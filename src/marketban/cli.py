@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument(
         "--running-worker",
         action="store_true",
-        help="measure the worker already running on MARKETBAN_TOPIC_PREFIX instead of starting one",
+        help=(
+            "measure the worker already running on MARKETBAN_TOPIC_PREFIX instead of starting one;"
+            " it writes a synthetic market into that prefix's topics: never a production prefix"
+        ),
     )
     for name, what in (
         ("passthrough", "the raw aiokafka exactly-once copy that `bench e2e` compares against"),
