@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from marketban.adapters.kafka_admin import wait_caught_up as caught_up
-from tests.integration.workers import WorkerProcess, free_port
+from marketban.adapters.processes import Child, free_port, wait_ready
 
 INPUTS = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
 
@@ -29,23 +26,15 @@ def worker_env(base: dict[str, str], data_dir: Path, partitions: int = 3) -> dic
     return env
 
 
-def start_worker(env: dict[str, str], log: Path, ready_within_s: float = 120) -> WorkerProcess:
+def start_worker(env: dict[str, str], log: Path, ready_within_s: float = 120) -> Child:
     """Start ``marketban worker`` and wait until its /health/ready says so."""
-    worker = WorkerProcess(["-m", "marketban.cli", "worker"], env, log)
-    url = f"http://127.0.0.1:{env['MARKETBAN_WEB_PORT']}/health/ready"
-    deadline = time.monotonic() + ready_within_s
-    while time.monotonic() < deadline:
-        if worker.proc.poll() is not None:
-            raise AssertionError(f"the worker exited ({worker.proc.returncode}) before ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return worker
-        except (urllib.error.URLError, OSError):
-            pass  # not listening yet, or 503 while it recovers
-        time.sleep(0.2)
-    worker.stop()
-    raise AssertionError(f"the worker was not ready within {ready_within_s:.0f}s")
+    worker = Child(["-m", "marketban.cli", "worker"], env, log).start()
+    try:
+        wait_ready(worker, int(env["MARKETBAN_WEB_PORT"]), ready_within_s)
+    except (RuntimeError, TimeoutError):
+        worker.stop()
+        raise
+    return worker
 
 
 def cli(env: dict[str, str], *args: str, stdin: bytes | None = None, timeout: float = 300) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from marketban.adapters.kafka_admin import ensure_topics
-from tests.integration.workers import WorkerProcess, free_port
+from marketban.adapters.processes import Child, free_port
 
 APP = str(Path(__file__).parent / "apps" / "table_app.py")
 KEYS = [f"acct-{i}" for i in range(6)]
@@ -71,7 +71,7 @@ async def test_table_is_recovered_from_changelog_by_a_new_worker(
     await ensure_topics(kafka_bootstrap, names, partitions=2, replication=1)
     args = [APP, "worker", "-l", "info", "--web-port", str(free_port())]
 
-    first = WorkerProcess(args, kafka_env, tmp_path / "worker1.log")
+    first = Child(args, kafka_env, tmp_path / "worker1.log").start()
     try:
         adds = [(k, str(n)) for n in range(1, 11) for k in KEYS]
         await _produce(kafka_bootstrap, f"{topic_prefix}adds", adds)
@@ -84,7 +84,7 @@ async def test_table_is_recovered_from_changelog_by_a_new_worker(
     # give it the totals (the store is memory://, nothing survives on disk).
     assert await _lag(kafka_bootstrap, f"{topic_prefix}smoke-app", f"{topic_prefix}adds") == 0
 
-    second = WorkerProcess(args, kafka_env, tmp_path / "worker2.log")
+    second = Child(args, kafka_env, tmp_path / "worker2.log").start()
     try:
         expected = dict.fromkeys(KEYS, 55)
         assert await _totals(kafka_bootstrap, topic_prefix, expected) == expected, second.log()

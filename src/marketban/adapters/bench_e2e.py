@@ -21,18 +21,12 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +34,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from marketban.adapters.kafka_admin import ensure_topics, wait_caught_up
+from marketban.adapters.processes import Child, free_port, wait_ready
 from marketban.domain.models import INPUT_TOPICS
 from marketban.service.synthetic import generate
 from marketban.settings import Settings
 
 Record = tuple[str, bytes, bytes]  # topic (spec name), key, value
 _FLOW = ("orders", "executions")
+_CLI = ["-m", "marketban.cli"]
 
 
 @dataclass
@@ -86,12 +82,6 @@ def synthetic_market(banned_persons: int) -> Market:
     return Market(reference, banned_persons)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def peak_rss_mb(pid: int) -> float | None:
     """The process's peak resident memory (VmHWM), in MB; None if it cannot be read."""
     try:
@@ -101,59 +91,6 @@ def peak_rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-@dataclass
-class Child:
-    """A marketban subprocess with its log in a file; explicit start/stop."""
-
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
-
-    def start(self) -> None:
-        """Start the process."""
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "marketban.cli", *self.args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 20 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-async def _wait_ready(child: Child, port: int, within_s: float) -> None:
-    url = f"http://127.0.0.1:{port}/health/ready"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-
-    def probe() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bool(response.status == 200)  # noqa: PLR2004
-        except (urllib.error.URLError, OSError):
-            return False
-
-    while loop.time() < deadline:
-        assert child.proc is not None  # noqa: S101 - started by the caller
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"the worker exited; see {child.log_path}")
-        if await asyncio.to_thread(probe):
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"the worker was not ready within {within_s:.0f}s; see {child.log_path}")
 
 
 class Collector:
@@ -366,21 +303,18 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
     result: dict[str, Any] = {"bench": "e2e", "orders_per_run": opts.orders, "runs": []}
     try:
         if opts.start_worker:
-            port = _free_port()
+            port = free_port()
             worker_env = {
                 **env,
                 "MARKETBAN_DATA_DIR": str(workdir / "worker-data"),
                 "MARKETBAN_WEB_PORT": str(port),
                 "MARKETBAN_LOG_LEVEL": "WARNING",
             }
-            worker = Child(["worker"], worker_env, workdir / "worker.log")
+            worker = Child([*_CLI, "worker"], worker_env, workdir / "worker.log").start()
             children.append(worker)
-            worker.start()
-            await _wait_ready(worker, port, 120)
+            await asyncio.to_thread(wait_ready, worker, port, 120)
         for lane in lanes:
-            child = Child(lane.args, env, workdir / f"{lane.name}.log")
-            children.append(child)
-            child.start()
+            children.append(Child(_CLI + lane.args, env, workdir / f"{lane.name}.log").start())
             await copies[lane.name].start()
         await decisions.start()
         engine_lane = lanes[-1]
