@@ -41,46 +41,42 @@ async def ensure_topics(
     await prepare_topics(bootstrap, {n: {} for n in names}, partitions, replication)
 
 
-async def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
-    """Records on ``topics`` that ``group`` has not committed yet, per non-empty partition."""
+async def wait_caught_up(
+    bootstrap: str, group: str, topics: Iterable[str], within_s: float
+) -> None:
+    """Wait until ``group`` has committed everything on ``topics``; TimeoutError after within_s."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await consumer.start()
     await admin.start()
     try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
         names = list(topics)
         await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may be brand new
         tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
-        ends = await consumer.end_offsets(tps)
-        try:
-            committed = await admin.list_consumer_group_offsets(group)
-        except KafkaError:
-            committed = {}  # no coordinator or no group yet: nothing committed
-        return {
-            tp: end - (committed[tp].offset if tp in committed else 0)
-            for tp, end in ends.items()
-            if end > 0
-        }
+        while True:
+            ends = await consumer.end_offsets(tps)
+            try:
+                committed = await admin.list_consumer_group_offsets(group)
+            except KafkaError:
+                committed = {}  # no coordinator or no group yet: nothing committed
+            done = {tp: committed[tp].offset if tp in committed else 0 for tp in ends}
+            behind = {
+                f"{tp.topic}[{tp.partition}]": end - done[tp]
+                for tp, end in ends.items()
+                if end > done[tp]
+            }
+            if not behind:
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"group {group} did not catch up within {within_s:.0f}s: {behind}"
+                )
+            await asyncio.sleep(0.2)
     finally:
         await consumer.stop()
         await admin.close()
-
-
-async def wait_caught_up(
-    bootstrap: str, group: str, topics: Iterable[str], within_s: float
-) -> None:
-    """Wait until ``group`` has committed everything on ``topics``; TimeoutError after within_s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    names = list(topics)
-    while True:
-        lag = await group_lag(bootstrap, group, names)
-        if all(v <= 0 for v in lag.values()):
-            return
-        if loop.time() > deadline:
-            behind = {f"{tp.topic}[{tp.partition}]": v for tp, v in lag.items() if v > 0}
-            raise TimeoutError(f"group {group} did not catch up within {within_s:.0f}s: {behind}")
-        await asyncio.sleep(0.2)
 
 
 class TopicLayoutError(RuntimeError):
