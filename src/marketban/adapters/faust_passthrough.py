@@ -14,6 +14,8 @@ from typing import Any
 
 import faust
 
+from marketban.adapters.worker import source_transactional_id
+
 
 def faust_passthrough_command(  # noqa: PLR0917 - one CLI call
     bootstrap: str,
@@ -45,8 +47,7 @@ def faust_passthrough_command(  # noqa: PLR0917 - one CLI call
         async for events in stream.take_events(batch_max, within=batch_wait):
             for event in events:
                 msg = event.message
-                group_of = app.assignor.group_for_topic(msg.topic)
-                tid = f"{app.conf.id}-{group_of}-{msg.partition}"
+                tid = source_transactional_id(app, event)
                 await producer.send(
                     output, msg.key, msg.value, msg.partition, None, None, transactional_id=tid
                 )

@@ -40,6 +40,19 @@ _RAW: dict[str, Any] = {
 }
 
 
+def source_transactional_id(app: Any, event: Any) -> str:  # noqa: ANN401 - faust is untyped
+    """The transaction in which Faust will commit this event's input offset.
+
+    Faust's own ``topic.send`` picks the transaction from the *destination* partition, so an
+    output and the offset of the input that caused it could commit in different transactions
+    (a SIGKILL between the two commits duplicated decisions). Sending under the source's
+    transactional id puts output, table changelog and input offset in one transaction.
+    """
+    msg = event.message
+    group = app.assignor.group_for_topic(msg.topic)
+    return f"{app.conf.id}-{group}-{msg.partition}"
+
+
 class _ViewService(mode.Service):
     """Runs the BanViewConsumer for the worker's lifetime."""
 
@@ -159,21 +172,9 @@ class MarketbanWorker:
         self.progress[progress_key] = str(msg.offset).encode()
         return outputs
 
-    def _transactional_id(self, event: Any) -> str:  # noqa: ANN401 - faust is untyped
-        """The transaction in which Faust will commit this event's input offset.
-
-        Faust's own ``topic.send`` picks the transaction from the *destination* partition, so an
-        output and the offset of the input that caused it could commit in different transactions
-        (a SIGKILL between the two commits duplicated decisions). Sending under the source's
-        transactional id makes output, table changelog and input offset one atomic commit.
-        """
-        msg = event.message
-        group = self.app.assignor.group_for_topic(msg.topic)
-        return f"{self.app.conf.id}-{group}-{msg.partition}"
-
     async def _send(self, event: Any, sends: list[tuple[str, bytes | None, bytes]]) -> None:  # noqa: ANN401
         producer = self.app.consumer.transactions.producer
-        tid = self._transactional_id(event)
+        tid = source_transactional_id(self.app, event)
         for topic, key, value in sends:
             await producer.send(topic, key, value, None, None, None, transactional_id=tid)
 
