@@ -70,8 +70,9 @@ async def test_table_is_recovered_from_changelog_by_a_new_worker(
     names = [f"{topic_prefix}{t}" for t in ("adds", "queries", "answers")]
     await ensure_topics(kafka_bootstrap, names, partitions=2, replication=1)
     args = [APP, "worker", "-l", "info", "--web-port", str(free_port())]
+    env = {**kafka_env, "MARKETBAN_DATA_DIR": str(tmp_path / "app-data")}
 
-    first = Child(args, kafka_env, tmp_path / "worker1.log").start()
+    first = Child(args, env, tmp_path / "worker1.log").start()
     try:
         adds = [(k, str(n)) for n in range(1, 11) for k in KEYS]
         await _produce(kafka_bootstrap, f"{topic_prefix}adds", adds)
@@ -84,7 +85,7 @@ async def test_table_is_recovered_from_changelog_by_a_new_worker(
     # give it the totals (the store is memory://, nothing survives on disk).
     assert await _lag(kafka_bootstrap, f"{topic_prefix}smoke-app", f"{topic_prefix}adds") == 0
 
-    second = Child(args, kafka_env, tmp_path / "worker2.log").start()
+    second = Child(args, env, tmp_path / "worker2.log").start()
     try:
         expected = dict.fromkeys(KEYS, 55)
         assert await _totals(kafka_bootstrap, topic_prefix, expected) == expected, second.log()

@@ -14,6 +14,7 @@ app = faust.App(
     f"{prefix}smoke-app",
     broker=f"kafka://{os.environ['MARKETBAN_KAFKA_BOOTSTRAP']}",
     store="memory://",  # nothing on disk: a restarted worker can only recover from the changelog
+    datadir=os.environ["MARKETBAN_DATA_DIR"],  # Faust's default is a directory in the cwd
     processing_guarantee="exactly_once",
     topic_partitions=2,
     web_bind="127.0.0.1",
