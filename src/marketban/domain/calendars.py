@@ -170,7 +170,7 @@ def _library_days() -> tuple[frozenset[date], frozenset[int], frozenset[date], f
     while True:
         try:
             chinese_calendar.is_workday(date(year, 1, 1))
-        except NotImplementedError:
+        except NotImplementedError:  # how chinese_calendar says it does not know a year
             break
         day = date(year, 1, 1)
         while day.year == year:
