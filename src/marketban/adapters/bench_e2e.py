@@ -36,11 +36,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from marketban.adapters.kafka_admin import ensure_topics, wait_caught_up
 from marketban.adapters.processes import Child, free_port, wait_ready
 from marketban.domain.models import INPUT_TOPICS
-from marketban.service.synthetic import generate
+from marketban.service.synthetic import FLOW_TOPICS, generate, messages
 from marketban.settings import Settings
 
 Record = tuple[str, bytes, bytes]  # topic (spec name), key, value
-_FLOW = ("orders", "executions")
 _CLI = ["-m", "marketban.cli"]
 
 
@@ -63,21 +62,20 @@ class Market:
             seed=self.seed,
             broken_every=10**12,  # readable orders only: each must get exactly one decision
         )
-        for line in lines:
-            rec = orjson.loads(line)
-            if rec["topic"] not in _FLOW:
+        for topic, key, payload in messages(lines):
+            if topic not in FLOW_TOPICS:
                 continue
-            records.append((rec["topic"], rec["key"].encode(), orjson.dumps(rec["value"])))
-            if rec["topic"] == "orders":
-                order_ids.append(rec["value"]["order_id"].encode())
+            records.append((topic, key.encode(), payload))
+            if topic == "orders":
+                order_ids.append(orjson.loads(payload)["order_id"].encode())
         return records, order_ids
 
 
 def synthetic_market(banned_persons: int) -> Market:
     """Reference data (bans, links, holdings, evidence) of the synthetic market."""
     reference = [
-        (rec["topic"], rec["key"].encode(), orjson.dumps(rec["value"]))
-        for rec in map(orjson.loads, generate(0, banned_persons=banned_persons))
+        (topic, key.encode(), payload)
+        for topic, key, payload in messages(generate(0, banned_persons=banned_persons))
     ]
     return Market(reference, banned_persons)
 

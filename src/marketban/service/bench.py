@@ -6,26 +6,20 @@ import statistics
 import time
 from typing import Any
 
-import orjson
-
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine, Source
-from marketban.service.synthetic import generate
-
-_FLOW = {"orders", "executions"}
+from marketban.service.synthetic import FLOW_TOPICS, generate, messages
 
 
 def _inputs(orders: int, banned_persons: int) -> tuple[list[Any], list[Any]]:
     """Reference data and order flow as (topic, key, payload bytes), prepared before timing."""
     reference: list[tuple[str, str, bytes]] = []
     flow: list[tuple[str, str, bytes]] = []
-    for line in generate(
+    lines = generate(
         orders, banned_persons=banned_persons, accounts_per_person=3, other_accounts=1_000_000
-    ):
-        record = orjson.loads(line)
-        payload = record["raw"].encode() if "raw" in record else orjson.dumps(record["value"])
-        item = (record["topic"], record["key"], payload)
-        (flow if record["topic"] in _FLOW else reference).append(item)
+    )
+    for item in messages(lines):
+        (flow if item[0] in FLOW_TOPICS else reference).append(item)
     return reference, flow
 
 

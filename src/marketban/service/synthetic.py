@@ -7,7 +7,7 @@ linked accounts, with evidence, pre-ban holdings, executions and a few malformed
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 
 import orjson
@@ -19,6 +19,18 @@ _SECURITIES = [f"6{n:05d}" for n in range(0, 2000, 7)] + [f"00{n:04d}" for n in 
 
 _NL = orjson.OPT_APPEND_NEWLINE
 _BROKEN_EVERY = 50_000  # one malformed order line per this many orders
+
+
+#: The order-flow topics of the market; the others carry its reference data.
+FLOW_TOPICS = frozenset({"orders", "executions"})
+
+
+def messages(lines: Iterable[bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """The (topic, key, payload bytes) each generated line carries."""
+    for line in lines:
+        record = orjson.loads(line)
+        payload = record["raw"].encode() if "raw" in record else orjson.dumps(record["value"])
+        yield record["topic"], record["key"], payload
 
 
 def _line(topic: str, key: str, value: dict[str, object]) -> bytes:
