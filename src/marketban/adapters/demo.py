@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from marketban.adapters.kafka_admin import prepare_topics, topic_plan
 from marketban.domain.models import OUTPUT_TOPICS
-from marketban.service.synthetic import generate
+from marketban.service.synthetic import FLOW_TOPICS, generate, messages
 from marketban.settings import Settings
 
 
@@ -55,18 +55,17 @@ async def _produce(
     try:
         start = time.monotonic()
         sent_flow = 0
-        for line in generate(orders, banned_persons=40, order_prefix=f"D{run}-", broken_every=500):
-            record = orjson.loads(line)
-            value = record["raw"].encode() if "raw" in record else orjson.dumps(record["value"])
-            topic, key = settings.topic(record["topic"]), record["key"].encode()
-            if record["topic"] == "executions":
-                execs.hold(record["value"]["order_id"], topic, key, value)
+        lines = generate(orders, banned_persons=40, order_prefix=f"D{run}-", broken_every=500)
+        for name, spec_key, value in messages(lines):
+            topic, key = settings.topic(name), spec_key.encode()
+            if name == "executions":
+                execs.hold(orjson.loads(value)["order_id"], topic, key, value)
             else:
                 await producer.send(topic, value, key=key)
             for h_topic, h_key, h_value in execs.due():
                 await producer.send(h_topic, h_value, key=h_key)
-            stats[f"sent {record['topic']}"] += 1
-            if record["topic"] in {"orders", "executions"}:
+            stats[f"sent {name}"] += 1
+            if name in FLOW_TOPICS:
                 sent_flow += 1
                 ahead = sent_flow / rate - (time.monotonic() - start)
                 if ahead > 0:
