@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from marketban.domain.engine import Engine, Source
-from marketban.domain.fastpath import DecisionRecord, decode_order
+from marketban.domain.fastpath import DecisionRecord, decode_order, json_bytes
 from marketban.domain.models import Decision, Order
 from marketban.service.replay import LineInput, encode_output, read_line
 from tests.unit.helpers import CAL, order
@@ -199,7 +199,10 @@ def test_a_decision_record_serialises_to_the_bytes_of_the_contract_model(
         "decided_at": decided_at,
     }
     record = DecisionRecord(**fields)
-    assert record.model_dump_json() == Decision(**fields).model_dump_json()
+    contract = Decision(**fields)
+    assert record.model_dump_json() == contract.model_dump_json()
+    # What the worker, replay and the bench write: the same bytes whichever path made the record.
+    assert json_bytes(record) == json_bytes(contract) == contract.model_dump_json().encode()
     assert record.to_model() == Decision(**fields)
 
 

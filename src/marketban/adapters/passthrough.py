@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine, Source
+from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import INPUT_TOPICS
 
 Sends = list[tuple[str, bytes | None, bytes]]
@@ -92,7 +93,7 @@ async def engine_loop(bootstrap: str, group: str, prefix: str, calendar: MarketC
             (
                 f"{prefix}{'decisions' if topic == 'decisions' else 'other'}",
                 k.encode() if k is not None else None,
-                v.model_dump_json().encode(),
+                json_bytes(v),
             )
             for topic, k, v in outputs
         ]

@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from marketban.domain.fastpath import json_bytes
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -34,7 +36,7 @@ class ModelTable(MutableMapping[str, M], Generic[M]):
 
     def __setitem__(self, key: str, value: M) -> None:
         # Assignment is what makes Faust write the changelog, so the engine always writes back.
-        self._table[key.encode()] = value.model_dump_json().encode()
+        self._table[key.encode()] = json_bytes(value)
 
     def __delitem__(self, key: str) -> None:
         del self._table[key.encode()]

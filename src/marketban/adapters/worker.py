@@ -26,6 +26,7 @@ from marketban.adapters.tables import ModelTable
 from marketban.domain.bans import BanRecord, BanView, BanWindows
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import AccountState, Engine, Output, Source, State
+from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import AccountLink
 from marketban.settings import Settings
 
@@ -183,7 +184,7 @@ class MarketbanWorker:
             (
                 self.settings.topic(topic),
                 key.encode() if key is not None else None,
-                value.model_dump_json().encode(),
+                json_bytes(value),
             )
             for topic, key, value in outputs
         ]
@@ -223,7 +224,7 @@ class MarketbanWorker:
                 (
                     self.settings.ban_windows_topic,
                     r.decision_id.encode(),
-                    r.model_dump_json().encode(),
+                    json_bytes(r),
                 )
                 for r in published
             ]

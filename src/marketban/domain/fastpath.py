@@ -19,6 +19,7 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta, Struct
+from pydantic import BaseModel
 
 from marketban.domain.models import (
     Clause,
@@ -112,3 +113,10 @@ class DecisionRecord(Struct, frozen=True):
 
 
 _ENCODER = msgspec.json.Encoder()
+
+
+def json_bytes(value: BaseModel | DecisionRecord) -> bytes:
+    """An output record's JSON as bytes, without a detour through ``str`` (the hot path's end)."""
+    if isinstance(value, DecisionRecord):
+        return _ENCODER.encode(value)
+    return value.__pydantic_serializer__.to_json(value)

@@ -8,6 +8,7 @@ from typing import Any
 
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine, Source
+from marketban.domain.fastpath import json_bytes
 from marketban.service.synthetic import FLOW_TOPICS, generate, messages
 
 
@@ -31,7 +32,7 @@ def _one_run(calendar: MarketCalendar, reference: list[Any], flow: list[Any]) ->
     start = time.perf_counter()
     for offset, (topic, key, payload) in enumerate(flow):
         for out_topic, _key, value in engine.handle(topic, key, payload, Source(topic, 0, offset)):
-            produced += len(value.model_dump_json())
+            produced += len(json_bytes(value))
             decisions += out_topic == "decisions"
     elapsed = time.perf_counter() - start
     return {

@@ -15,7 +15,7 @@ from marketban.domain.engine import (
     Source,
     rejected_output,
 )
-from marketban.domain.fastpath import DecisionRecord
+from marketban.domain.fastpath import DecisionRecord, json_bytes
 from marketban.domain.models import INPUT_TOPICS
 
 
@@ -30,7 +30,7 @@ class LineInput(NamedTuple):
 def encode_output(topic: str, key: str | None, value: BaseModel | DecisionRecord) -> bytes:
     """One output record as a replay-format JSON line (with the newline)."""
     return orjson.dumps(
-        {"topic": topic, "key": key, "value": orjson.Fragment(value.model_dump_json())},
+        {"topic": topic, "key": key, "value": orjson.Fragment(json_bytes(value))},
         option=orjson.OPT_APPEND_NEWLINE,
     )
 
