@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
+from msgspec import Struct
 from pydantic import BaseModel, Field
 
 from marketban.domain.bans import BanBook, BanRecord, BanView, BanWindows, Window
@@ -56,9 +57,12 @@ Payload = bytes | dict[str, Any]
 Output = tuple[str, str | None, BaseModel | DecisionRecord]
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where an input came from, for rejection records."""
+class Source(Struct, frozen=True):
+    """Where an input came from, for rejection records.
+
+    One is made for every input message: a msgspec struct costs 0.1 us to build where a frozen
+    dataclass cost 1.1 us, a fifth of the engine's time per order (docs/benchmarks.md).
+    """
 
     topic: str
     partition: int | None = None
