@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Annotated
 
 import msgspec
@@ -83,11 +84,18 @@ def decode_order(payload: bytes) -> OrderWire | None:
         return None
     if order.entered_at.tzinfo is None:
         return None  # pydantic words this rejection (a timestamp needs an offset)
+    return order if _good_price(order.price) else None
+
+
+@lru_cache(maxsize=1 << 16)
+def _good_price(price: str) -> bool:
+    # Prices repeat (a few ticks around each security's last trade), so the contract's own check
+    # is remembered: 0.1 us a lookup against 0.5 us for the Decimal it builds.
     try:
-        positive_decimal(order.price)  # the contract's own check, not a copy of it
+        positive_decimal(price)
     except ValueError:
-        return None
-    return order
+        return False
+    return True
 
 
 class DecisionRecord(Struct, frozen=True):
