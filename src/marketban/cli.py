@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--idle", type=float, default=5.0, help="exit after this many seconds with nothing new"
     )
+    audit = sub.add_parser(
+        "audit",
+        help="check the output topics against the input topics and replay; exit 1 on a problem",
+    )
+    audit.add_argument(
+        "--idle",
+        type=float,
+        default=10.0,
+        help="stop reading a topic after this many seconds with nothing new",
+    )
     demo = sub.add_parser(
         "demo",
         help="drive a running worker with a synthetic market at a steady rate; live summary",
@@ -133,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from marketban.entrypoints import replay_command  # noqa: PLC0415 - keeps --help fast
 
         return replay_command(args.file)
-    if args.command in {"worker", "feed", "tail", "demo", "topics"}:
+    if args.command in {"worker", "feed", "tail", "demo", "topics", "audit"}:
         from marketban.entrypoints import stream_command  # noqa: PLC0415 - keeps --help fast
 
         return stream_command(args)

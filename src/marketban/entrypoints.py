@@ -65,6 +65,10 @@ def stream_command(args: argparse.Namespace) -> int:
             level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s"
         )
         return run_worker(settings, default_calendar(settings.holidays_file))
+    if args.command == "audit":
+        from marketban.adapters.audit_reader import audit_command  # noqa: PLC0415
+
+        return audit_command(settings, args.idle)
     if args.command == "topics":
         from marketban.adapters.kafka_admin import topics_command  # noqa: PLC0415
 

@@ -1,0 +1,87 @@
+"""Reads the input and output topics for ``marketban audit``, read_committed, up to their ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from marketban.domain.calendars import default_calendar
+from marketban.domain.engine import Engine
+from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
+from marketban.service.audit import SEQ_HEADER, Record, Report, audit
+from marketban.settings import Settings
+
+
+def _record(topic: str, rec: ConsumerRecord[bytes, bytes]) -> Record:
+    seq = None
+    for name, raw in rec.headers or ():
+        if name == SEQ_HEADER:
+            seq = int(raw)
+    return Record(
+        topic=topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.key.decode("utf-8", errors="replace") if rec.key is not None else None,
+        value=rec.value or b"",
+        timestamp_ms=rec.timestamp,
+        seq=seq,
+    )
+
+
+async def read_topics(settings: Settings, names: tuple[str, ...], idle_s: float) -> list[Record]:
+    """Every committed record of the named topics (spec names), as of their ends when asked.
+
+    Stops when every partition reached the last stable offset it had at the start, or after
+    ``idle_s`` without a record (a partition whose end is an abort marker is never "reached").
+    """
+    full = {settings.topic(n): n for n in names}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    records: list[Record] = []
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may be brand new
+        tps = [TopicPartition(t, p) for t in full for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for tp, recs in batches.items():
+                records.extend(_record(full[tp.topic], r) for r in recs if r.offset < ends[tp])
+            if batches:
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since > idle_s:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def run_audit(settings: Settings, idle_s: float) -> Report:
+    """Read the deployment's topics and audit them."""
+    inputs = await read_topics(settings, INPUT_TOPICS, idle_s)
+    outputs = await read_topics(settings, OUTPUT_TOPICS, idle_s)
+    engine = Engine(default_calendar(settings.holidays_file))
+    return audit(engine, settings.topic(""), inputs, outputs)
+
+
+def audit_command(settings: Settings, idle_s: float) -> int:
+    """CLI entry of ``marketban audit``: the report as JSON; exit 1 on any problem."""
+    report = asyncio.run(run_audit(settings, idle_s))
+    data = report.as_dict()
+    print(json.dumps(data, indent=2, ensure_ascii=False))  # noqa: T201
+    problems = ", ".join(f"{k} {v}" for k, v in data["problems"].items())
+    verdict = "OK" if report.ok else "PROBLEMS"
+    print(f"marketban audit: {verdict}: {problems}", file=sys.stderr)  # noqa: T201
+    return 0 if report.ok else 1

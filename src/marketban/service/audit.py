@@ -1,0 +1,206 @@
+"""``marketban audit``: what the processor wrote, checked against its input and against replay.
+
+Pure: records in, a report out; the Kafka reading is ``marketban.adapters.audit_reader``. The
+input is replayed through a fresh engine in the order the records were produced, and what the
+processor wrote is compared with what replay gives, output by output:
+
+- a decision is identified by its order id, a violation by its violation id, a rejection by the
+  input it rejects (source topic, partition, offset);
+- ``orders_without_decision``: replay decides the order, the processor wrote no decision;
+- ``orders_with_several_decisions``: the processor wrote more decisions for an order id than
+  replay (an order decided twice);
+- ``violations_duplicated``: a violation id written more often than replay writes it;
+- ``inputs_unaccounted``: an input replay rejects, without a rejection from the processor (an
+  input neither applied nor rejected);
+- ``differing``: any other difference — a decision, violation or rejection with other content,
+  or one that replay does not give at all.
+
+The processing-time stamps (``decided_at``, ``detected_at``) are not compared: replay has none.
+
+The replay order: when every input record carries the ``marketban-seq`` header (a producer's
+global sequence number across topics), that order; otherwise the broker timestamps, merged so
+that each partition keeps its own order. Orders and the executions or bans they race with on
+other topics can be consumed in another order than they were produced; a driver that needs an
+exact comparison produces an execution only after its order's decision, and a reference change
+only once the flow before it is decided (tests/integration/chaos.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from marketban.domain.engine import Engine, Source
+from marketban.domain.fastpath import json_bytes
+
+SEQ_HEADER: Final = "marketban-seq"
+PROBLEMS: Final = (
+    "orders_without_decision",
+    "orders_with_several_decisions",
+    "violations_duplicated",
+    "inputs_unaccounted",
+    "differing",
+)
+_STAMPS: Final = {"decisions": "decided_at", "violations": "detected_at"}
+_EXAMPLES: Final = 10
+# Within one millisecond, reference data is taken to precede the order flow it conditions.
+_TOPIC_RANK: Final = {
+    t: i for i, t in enumerate(("bans", "accounts", "evidence", "holdings", "orders", "executions"))
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record as the audit needs it; ``topic`` is the spec's name, without the prefix."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    timestamp_ms: int = 0
+    seq: int | None = None
+
+
+@dataclass
+class Report:
+    """Counts of each problem, in total and per input partition, with a few examples of each."""
+
+    ordering: str
+    inputs: Counter[str] = field(default_factory=Counter)
+    outputs: Counter[str] = field(default_factory=Counter)
+    problems: Counter[str] = field(default_factory=Counter)
+    partitions: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not any(self.problems.values())
+
+    def add(self, problem: str, where: str, example: str) -> None:
+        """Count one problem found at ``where`` (an input partition)."""
+        self.problems[problem] += 1
+        self.partitions[where][problem] += 1
+        if len(self.examples[problem]) < _EXAMPLES:
+            self.examples[problem].append(f"{where}: {example}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data; every problem appears, also with 0."""
+        return {
+            "ok": self.ok,
+            "ordering": self.ordering,
+            "inputs": dict(sorted(self.inputs.items())),
+            "outputs": dict(sorted(self.outputs.items())),
+            "problems": {p: self.problems[p] for p in PROBLEMS},
+            "partitions": {
+                w: {p: c[p] for p in PROBLEMS if c[p]} for w, c in sorted(self.partitions.items())
+            },
+            "examples": {p: self.examples[p] for p in PROBLEMS if self.examples[p]},
+        }
+
+
+def replay_order(inputs: Iterable[Record]) -> tuple[list[Record], str]:
+    """The inputs in the order they were produced, and which ordering was used."""
+    records = list(inputs)
+    if records and all(r.seq is not None for r in records):
+        return sorted(records, key=lambda r: r.seq or 0), "seq"
+    parts: dict[tuple[str, int], list[Record]] = defaultdict(list)
+    for r in records:
+        parts[r.topic, r.partition].append(r)
+    lanes = [sorted(p, key=lambda r: r.offset) for p in parts.values()]
+    merged = heapq.merge(
+        *lanes, key=lambda r: (r.timestamp_ms, _TOPIC_RANK.get(r.topic, 99), r.partition)
+    )
+    return list(merged), "timestamp"
+
+
+# An output's identity, and its content without the processing-time stamp.
+_Identity = tuple[str, str]
+
+
+def _identity(topic: str, value: dict[str, Any]) -> _Identity:
+    if topic == "decisions":
+        return topic, str(value.get("order_id"))
+    if topic == "violations":
+        return topic, str(value.get("violation_id"))
+    where = f"{value.get('source_topic')}[{value.get('partition')}]@{value.get('offset')}"
+    return topic, where
+
+
+def _content(topic: str, value: dict[str, Any]) -> bytes:
+    stamp = _STAMPS.get(topic)
+    if stamp is not None:
+        value = {k: v for k, v in value.items() if k != stamp}
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def audit(
+    engine: Engine, prefix: str, inputs: Sequence[Record], outputs: Sequence[Record]
+) -> Report:
+    """Replay ``inputs`` through ``engine`` (fresh) and compare with the processor's ``outputs``."""
+    ordered, ordering = replay_order(inputs)
+    report = Report(ordering)
+    expected: dict[_Identity, list[bytes]] = defaultdict(list)
+    actual: dict[_Identity, list[bytes]] = defaultdict(list)
+    where: dict[_Identity, str] = {}
+    for r in ordered:
+        report.inputs[r.topic] += 1
+        source = Source(topic=f"{prefix}{r.topic}", partition=r.partition, offset=r.offset)
+        for topic, _key, value in engine.handle(r.topic, r.key, r.value, source):
+            data = orjson.loads(json_bytes(value))
+            ident = _identity(topic, data)
+            expected[ident].append(_content(topic, data))
+            where.setdefault(ident, f"{r.topic}[{r.partition}]")
+    for r in outputs:
+        report.outputs[r.topic] += 1
+        try:
+            data = orjson.loads(r.value)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            report.add(
+                "differing", f"{r.topic}[{r.partition}]", f"@{r.offset} is not a JSON object"
+            )
+            continue
+        ident = _identity(r.topic, data)
+        actual[ident].append(_content(r.topic, data))
+        where.setdefault(ident, f"{r.topic}[{r.partition}]")
+    for ident in expected.keys() | actual.keys():
+        _compare(report, ident, where[ident], expected.get(ident, []), actual.get(ident, []))
+    return report
+
+
+# The problem, and its wording, when replay gives an output the processor did not write ...
+_MISSING: Final = {
+    "decisions": ("orders_without_decision", "order {name} has no decision"),
+    "rejected": ("inputs_unaccounted", "input {name} is neither applied nor rejected"),
+    "violations": ("differing", "violation {name} was not emitted"),
+}
+# ... and when the processor wrote it more often than replay does.
+_REPEATED: Final = {
+    "decisions": ("orders_with_several_decisions", "order {name} decided {n} times"),
+    "violations": ("violations_duplicated", "violation {name} emitted {n} times"),
+    "rejected": ("differing", "input {name} rejected {n} times"),
+}
+
+
+def _compare(
+    report: Report, ident: _Identity, where: str, want: list[bytes], got: list[bytes]
+) -> None:
+    topic, name = ident
+    if want and not got:
+        problem, text = _MISSING[topic]
+        report.add(problem, where, text.format(name=name))
+    elif want and len(got) > len(want):
+        problem, text = _REPEATED[topic]
+        report.add(problem, where, text.format(name=name, n=len(got)))
+    elif sorted(want) != sorted(got):
+        theirs = got[0].decode() if got else "nothing"
+        ours = want[0].decode() if want else "nothing"
+        report.add("differing", where, f"{topic} {name}: {theirs} where replay gives {ours}")
