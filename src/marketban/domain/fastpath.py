@@ -80,8 +80,8 @@ def decode_order(payload: bytes) -> OrderWire | None:
         return None
     try:
         order = _ORDER.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None  # (msgspec recurses even to skip an unknown field nested 2,000 deep)
     if order.entered_at.tzinfo is None:
         return None  # pydantic words this rejection (a timestamp needs an offset)
     return order if _good_price(order.price) else None

@@ -63,11 +63,15 @@ def describe_errors(exc: ValidationError) -> str:
 
 def payload_text(payload: bytes | dict[str, Any]) -> tuple[str, bool]:
     """The payload as text for a rejection record, and whether it was truncated."""
-    text = (
-        orjson.dumps(payload).decode()
-        if isinstance(payload, dict)
-        else payload.decode("utf-8", errors="replace")
-    )
+    if isinstance(payload, dict):
+        try:
+            text = orjson.dumps(payload).decode()
+        except TypeError:
+            # orjson writes at most 254 levels where it reads 1024: a rejection must not fail on
+            # the very input it rejects. The source partition and offset still locate it.
+            text = "(nested too deeply to echo; see the source topic, partition and offset)"
+    else:
+        text = payload.decode("utf-8", errors="replace")
     if len(text) > MAX_ECHO_CHARS:
         return text[:MAX_ECHO_CHARS], True
     return text, False
