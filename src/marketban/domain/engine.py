@@ -207,13 +207,20 @@ class Engine:
     def fail_closed(
         self, topic: str, key: str | None, payload: Payload, source: Source, error: str
     ) -> list[Output]:
-        """Outputs for an input the engine could not process: rejected, and blocked if an order."""
+        """Outputs for an input the engine could not process: rejected, and blocked if an order.
+
+        The last resort of the worker's error handler, so it must not raise itself: if even the
+        order's block decision cannot be built, the input is still rejected.
+        """
         if topic == "orders":
             try:
                 obj = parse_object(payload)
             except DecodeError:
                 obj = {}
-            return self._invalid_order(key, obj, source, error)
+            try:
+                return self._invalid_order(key, obj, source, error)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                error = f"{error}; and building its block decision failed: {exc!r}"
         return [rejected_output(source, key, payload, error)]
 
     # ---- reference data ------------------------------------------------------------------------
