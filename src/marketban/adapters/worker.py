@@ -21,6 +21,7 @@ import mode
 from faust.streams import _current_event
 from faust.types import StreamT
 
+from marketban.adapters import faust_fixes
 from marketban.adapters.ban_view_consumer import BanViewConsumer
 from marketban.adapters.tables import ModelTable
 from marketban.domain.bans import BanRecord, BanView, BanWindows
@@ -242,6 +243,7 @@ def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
     status = topics_command(settings)
     if status:
         return status
+    faust_fixes.apply()
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker_app = MarketbanWorker(settings, calendar)
     worker = faust.Worker(
