@@ -12,10 +12,13 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from marketban.domain.bans import BanView, BanWindows
 
 log = logging.getLogger(__name__)
+
+PROBE_S = 1.0
 
 
 class BanViewConsumer:
@@ -26,8 +29,10 @@ class BanViewConsumer:
         self._topic = topic
         self.view = view
         self.ready = asyncio.Event()
+        #: Whether the last metadata request (every PROBE_S) was answered; readiness needs it.
+        self.broker_reachable = True
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Assign every partition from the beginning and start following."""
@@ -48,7 +53,28 @@ class BanViewConsumer:
         await consumer.seek_to_beginning(*tps)
         targets = await consumer.end_offsets(tps)
         self._consumer = consumer
-        self._task = asyncio.create_task(self._follow(targets))
+        self._tasks = [
+            asyncio.create_task(self._follow(targets)),
+            asyncio.create_task(self._probe()),
+        ]
+
+    async def _probe(self) -> None:
+        # Faust keeps retrying while the cluster is away and says nothing a probe could read;
+        # a metadata request of our own tells /health/ready when the broker stops answering.
+        assert self._consumer is not None  # noqa: S101 - set by start()
+        client = self._consumer._client  # noqa: SLF001 - aiokafka has no public metadata call
+        while True:
+            try:
+                await asyncio.wait_for(client.fetch_all_metadata(), PROBE_S)
+            except (KafkaError, OSError, TimeoutError):
+                if self.broker_reachable:
+                    log.warning("the Kafka cluster does not answer; not ready until it does")
+                self.broker_reachable = False
+            else:
+                if not self.broker_reachable:
+                    log.info("the Kafka cluster answers again")
+                self.broker_reachable = True
+            await asyncio.sleep(PROBE_S)
 
     async def _follow(self, targets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None  # noqa: S101 - set by start()
@@ -73,9 +99,9 @@ class BanViewConsumer:
 
     async def stop(self) -> None:
         """Stop following and close the consumer."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         if self._consumer is not None:
             await self._consumer.stop()

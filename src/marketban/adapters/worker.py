@@ -131,6 +131,7 @@ class MarketbanWorker:
             "partitions_assigned": not self.app.rebalancing,
             "tables_recovered": recovery.completed.is_set() and not recovery.in_recovery,
             "ban_view_loaded": self.view_consumer.ready.is_set(),
+            "broker_reachable": self.view_consumer.broker_reachable,
         }
 
     def _add_health_views(self) -> None:
