@@ -57,7 +57,11 @@ def synth_command(orders: int, banned_persons: int, seed: int) -> int:
 
 def stream_command(args: argparse.Namespace) -> int:
     """``marketban worker|feed|tail``: the commands that talk to Kafka."""
+    from marketban.adapters.kafka_admin import access_status  # noqa: PLC0415 - imports aiokafka
+
     settings = Settings()
+    if (status := access_status(settings)) is not None:
+        return status
     if args.command == "worker":
         from marketban.adapters.worker import run_worker  # noqa: PLC0415 - imports Faust
 
@@ -87,23 +91,28 @@ def stream_command(args: argparse.Namespace) -> int:
 def bench_command(args: argparse.Namespace) -> int:
     """``marketban bench engine|e2e|passthrough``: prints the figures as one final JSON line."""
     settings = Settings()
+    if args.bench != "engine":
+        from marketban.adapters.kafka_admin import access_status  # noqa: PLC0415
+
+        if (status := access_status(settings)) is not None:
+            return status
     if args.bench == "passthrough":
         from marketban.adapters.passthrough import passthrough_command  # noqa: PLC0415
 
-        return passthrough_command(settings.kafka_bootstrap, args.group, args.inputs, args.output)
+        return passthrough_command(settings.kafka(), args.group, args.inputs, args.output)
     if args.bench == "aiokafka-engine":
         import asyncio  # noqa: PLC0415
 
         from marketban.adapters.passthrough import engine_loop  # noqa: PLC0415
 
         calendar = default_calendar(settings.holidays_file)
-        asyncio.run(engine_loop(settings.kafka_bootstrap, args.group, args.prefix, calendar))
+        asyncio.run(engine_loop(settings.kafka(), args.group, args.prefix, calendar))
         return 0
     if args.bench == "faust-passthrough":
         from marketban.adapters.faust_passthrough import faust_passthrough_command  # noqa: PLC0415
 
         return faust_passthrough_command(
-            settings.kafka_bootstrap,
+            settings,
             args.group,
             args.inputs,
             args.output,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Keyword arguments for aiokafka clients (``Settings.kafka()``): the cluster and authentication.
+KafkaOptions = dict[str, Any]
 
 
 class Settings(BaseSettings):
@@ -17,6 +22,19 @@ class Settings(BaseSettings):
     kafka_port: int = Field(9092, ge=1, le=65535, description="port of the local dev broker")
     kafka_bootstrap: str = Field(
         "", description="Kafka bootstrap servers; empty means the local broker on kafka_port"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT (local development) or SASL_SSL"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism with SASL_SSL"
+    )
+    kafka_username: str = Field("", description="SASL user name (SASL_SSL)")
+    kafka_password: SecretStr = Field(
+        SecretStr(""), description="SASL password (SASL_SSL); never logged or printed"
+    )
+    kafka_ca_file: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates (SASL_SSL)"
     )
     topic_prefix: str = Field(
         "marketban.", pattern=r"^[A-Za-z0-9._-]*$", description="prefix of every Kafka name"
@@ -60,7 +78,35 @@ class Settings(BaseSettings):
         if not self.kafka_bootstrap:
             # Frozen model: set the derived default once, during validation.
             object.__setattr__(self, "kafka_bootstrap", f"127.0.0.1:{self.kafka_port}")
+        if self.kafka_security_protocol == "SASL_SSL" and not (
+            self.kafka_username and self.kafka_password.get_secret_value()
+        ):
+            raise ValueError(
+                "MARKETBAN_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs MARKETBAN_KAFKA_USERNAME and "
+                "MARKETBAN_KAFKA_PASSWORD"
+            )
         return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for SASL_SSL (system CAs, or only ``kafka_ca_file``); None otherwise."""
+        if self.kafka_security_protocol != "SASL_SSL":
+            return None
+        cafile = str(self.kafka_ca_file) if self.kafka_ca_file else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def kafka(self, **extra: Any) -> dict[str, Any]:  # noqa: ANN401 - aiokafka's keyword arguments
+        """Keyword arguments for every aiokafka client: the cluster, and how to authenticate."""
+        options: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap}
+        if self.kafka_security_protocol == "SASL_SSL":
+            options.update(
+                security_protocol="SASL_SSL",
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_username,
+                sasl_plain_password=self.kafka_password.get_secret_value(),
+                ssl_context=self.ssl_context(),
+            )
+        options.update(extra)
+        return options
 
     def topic(self, name: str) -> str:
         """Return the full Kafka topic name for a spec topic name (``orders`` -> prefix+orders)."""

@@ -27,7 +27,7 @@ def kafka_bootstrap() -> str:
         f"127.0.0.1:{os.environ.get('MARKETBAN_KAFKA_PORT', '9092')}"
     )
     try:
-        asyncio.run(wait_for_cluster(bootstrap, wait_s=30))
+        asyncio.run(wait_for_cluster({"bootstrap_servers": bootstrap}, wait_s=30))
     except TimeoutError as exc:
         pytest.fail(f"no Kafka broker at {bootstrap} ({exc}); run `make kafka-up` or `make test`")
     return bootstrap

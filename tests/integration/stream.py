@@ -78,4 +78,5 @@ def outcome(
 
 async def wait_caught_up(bootstrap: str, prefix: str, within_s: float = 120) -> None:
     """Wait until the worker group has committed every input record (lag 0)."""
-    await caught_up(bootstrap, f"{prefix}worker", [f"{prefix}{t}" for t in INPUTS], within_s)
+    topics = [f"{prefix}{t}" for t in INPUTS]
+    await caught_up({"bootstrap_servers": bootstrap}, f"{prefix}worker", topics, within_s)

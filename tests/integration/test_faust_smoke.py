@@ -68,7 +68,7 @@ async def test_table_is_recovered_from_changelog_by_a_new_worker(
     kafka_bootstrap: str, topic_prefix: str, kafka_env: dict[str, str], tmp_path: Path
 ) -> None:
     names = [f"{topic_prefix}{t}" for t in ("adds", "queries", "answers")]
-    await ensure_topics(kafka_bootstrap, names, partitions=2, replication=1)
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, names, partitions=2, replication=1)
     args = [APP, "worker", "-l", "info", "--web-port", str(free_port())]
     env = {**kafka_env, "MARKETBAN_DATA_DIR": str(tmp_path / "app-data")}
 

@@ -36,7 +36,9 @@ async def test_consumer_group_resumes_after_committed_offset(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     topic = f"{topic_prefix}smoke"
-    await ensure_topics(kafka_bootstrap, [topic], partitions=3, replication=1)
+    await ensure_topics(
+        {"bootstrap_servers": kafka_bootstrap}, [topic], partitions=3, replication=1
+    )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     try:

@@ -195,7 +195,12 @@ def test_topics_refuses_a_layout_that_breaks_co_partitioning(
     kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     asyncio.run(
-        ensure_topics(kafka_bootstrap, [f"{topic_prefix}orders"], partitions=2, replication=1)
+        ensure_topics(
+            {"bootstrap_servers": kafka_bootstrap},
+            [f"{topic_prefix}orders"],
+            partitions=2,
+            replication=1,
+        )
     )
     env = {**kafka_env, "MARKETBAN_TOPIC_PARTITIONS": "3"}
     proc = subprocess.run(

@@ -39,7 +39,7 @@ async def read_topics(settings: Settings, names: tuple[str, ...], idle_s: float)
     """
     full = {settings.topic(n): n for n in names}
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka(),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",

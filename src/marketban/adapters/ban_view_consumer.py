@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from marketban.domain.bans import BanView, BanWindows
+from marketban.settings import KafkaOptions
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,8 @@ PROBE_S = 1.0
 class BanViewConsumer:
     """Follows the ban-windows topic into a BanView; explicit start/stop lifecycle."""
 
-    def __init__(self, bootstrap: str, topic: str, view: BanView) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaOptions, topic: str, view: BanView) -> None:
+        self._kafka = kafka
         self._topic = topic
         self.view = view
         self.ready = asyncio.Event()
@@ -37,7 +38,7 @@ class BanViewConsumer:
     async def start(self) -> None:
         """Assign every partition from the beginning and start following."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka,
             isolation_level="read_committed",
             enable_auto_commit=False,
             group_id=None,

@@ -37,7 +37,7 @@ from marketban.adapters.kafka_admin import ensure_topics, wait_caught_up
 from marketban.adapters.processes import Child, free_port, wait_ready
 from marketban.domain.models import INPUT_TOPICS
 from marketban.service.synthetic import FLOW_TOPICS, generate, messages
-from marketban.settings import Settings
+from marketban.settings import KafkaOptions, Settings
 
 Record = tuple[str, bytes, bytes]  # topic (spec name), key, value
 _CLI = ["-m", "marketban.cli"]
@@ -94,9 +94,9 @@ def peak_rss_mb(pid: int) -> float | None:
 class Collector:
     """Reads a topic read_committed from its end and notes when each awaited key arrives."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: KafkaOptions, topic: str) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **kafka,
             isolation_level="read_committed",
             enable_auto_commit=False,
             group_id=None,
@@ -291,13 +291,13 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
     # engine on the raw loop (what a Faust-free design would reach).
     lanes = _lanes(prefix)
     lane_topics = {t for lane in lanes for t in (*lane.inputs.values(), lane.output, *lane.extra)}
-    await ensure_topics(s.kafka_bootstrap, sorted(lane_topics), s.topic_partitions, 1)
+    await ensure_topics(s.kafka(), sorted(lane_topics), s.topic_partitions, 1)
     children: list[Child] = []
     market = synthetic_market(opts.banned_persons)
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=1, acks="all")
+    producer = AIOKafkaProducer(**s.kafka(), linger_ms=1, acks="all")
     await producer.start()
-    decisions = Collector(s.kafka_bootstrap, s.topic("decisions"))
-    copies = {lane.name: Collector(s.kafka_bootstrap, lane.output) for lane in lanes}
+    decisions = Collector(s.kafka(), s.topic("decisions"))
+    copies = {lane.name: Collector(s.kafka(), lane.output) for lane in lanes}
     result: dict[str, Any] = {"bench": "e2e", "orders_per_run": opts.orders, "runs": []}
     try:
         if opts.start_worker:
@@ -323,7 +323,7 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
         started = time.perf_counter()
         await _produce_all(producer, [(s.topic(t), k, v) for t, k, v in market.reference])
         topics = [s.topic(t) for t in INPUT_TOPICS]
-        await wait_caught_up(s.kafka_bootstrap, s.app_id, topics, opts.timeout_s)
+        await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
         loaded = time.perf_counter() - started
         result["reference_records"] = len(market.reference)
         result["reference_per_s"] = round(len(market.reference) / loaded)
@@ -352,7 +352,7 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                 expected=len(order_ids),
                 within_s=opts.timeout_s,
             )
-            await wait_caught_up(s.kafka_bootstrap, s.app_id, topics, opts.timeout_s)
+            await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
             lat_orders = int(opts.rate * opts.latency_s)
             lat_flow, lat_ids = market.flow(f"L{n}-", lat_orders)
             lat = await _open_loop(

@@ -47,9 +47,7 @@ class _Executions:
 async def _produce(
     settings: Settings, rate: float, orders: int, stats: Counter[str], execs: _Executions
 ) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**settings.kafka(), linger_ms=5, enable_idempotence=True)
     await producer.start()
     run = secrets.token_hex(3)  # order ids unique per run, so reruns on the same topics work
     try:
@@ -86,7 +84,7 @@ async def _watch(
     names = {settings.topic(n): n for n in OUTPUT_TOPICS}
     consumer = AIOKafkaConsumer(
         *names,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka(),
         isolation_level="read_committed",
         auto_offset_reset="latest",
         group_id=None,
@@ -141,7 +139,7 @@ async def demo(settings: Settings, rate: float, orders: int, out: IO[str]) -> No
     """Produce the market at ``rate`` orders/s and print a summary every second."""
     plan = topic_plan(settings)
     await prepare_topics(
-        settings.kafka_bootstrap, plan, settings.topic_partitions, settings.topic_replication
+        settings.kafka(), plan, settings.topic_partitions, settings.topic_replication
     )
     stats: Counter[str] = Counter()
     latest: deque[str] = deque(maxlen=20)

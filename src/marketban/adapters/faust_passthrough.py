@@ -14,11 +14,12 @@ from typing import Any
 
 import faust
 
-from marketban.adapters.worker import source_transactional_id
+from marketban.adapters.worker import faust_broker, source_transactional_id
+from marketban.settings import Settings
 
 
 def faust_passthrough_command(  # noqa: PLR0917 - one CLI call
-    bootstrap: str,
+    settings: Settings,
     group: str,
     inputs: list[str],
     output: str,
@@ -29,7 +30,7 @@ def faust_passthrough_command(  # noqa: PLR0917 - one CLI call
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = faust.App(
         group,
-        broker=f"kafka://{bootstrap}",
+        **faust_broker(settings),
         store="memory://",
         datadir=tempfile.mkdtemp(prefix="marketban-faust-passthrough-"),
         processing_guarantee="exactly_once",

@@ -55,10 +55,8 @@ async def feed(
     settings: Settings, lines: Iterable[bytes], wait_s: float, log: IO[str], *, wait: bool = True
 ) -> int:
     """Produce replay lines to the input topics, each applied by the worker before the next."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**settings.kafka(), acks="all", enable_idempotence=True)
+    admin = AIOKafkaAdminClient(**settings.kafka())
     await producer.start()
     await admin.start()
     fed = skipped = 0
@@ -95,7 +93,7 @@ async def tail(settings: Settings, idle_s: float, out: IO[bytes]) -> int:
     names = {settings.topic(n): n for n in OUTPUT_TOPICS}
     consumer = AIOKafkaConsumer(
         *names,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka(),
         group_id=None,
         auto_offset_reset="earliest",
         isolation_level="read_committed",

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import sys
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
 
 from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
-from marketban.settings import Settings
+from marketban.settings import KafkaOptions, Settings
 
 
-async def wait_for_cluster(bootstrap: str, wait_s: float) -> list[int]:
+async def wait_for_cluster(kafka: KafkaOptions, wait_s: float) -> list[int]:
     """Return the broker ids once a metadata request succeeds; raise TimeoutError after wait_s."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     last: BaseException | None = None
     while loop.time() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=3000)
         try:
             await admin.start()
             cluster = await admin.describe_cluster()
@@ -31,22 +33,24 @@ async def wait_for_cluster(bootstrap: str, wait_s: float) -> list[int]:
             await asyncio.sleep(0.25)
         finally:
             await admin.close()
-    raise TimeoutError(f"Kafka at {bootstrap} did not answer within {wait_s:.0f}s: {last!r}")
+    raise TimeoutError(
+        f"Kafka at {kafka['bootstrap_servers']} did not answer within {wait_s:.0f}s: {last!r}"
+    )
 
 
 async def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, replication: int
+    kafka: KafkaOptions, names: Iterable[str], partitions: int, replication: int
 ) -> None:
     """Create the named topics if missing, all with ``partitions`` partitions (no configs)."""
-    await prepare_topics(bootstrap, {n: {} for n in names}, partitions, replication)
+    await prepare_topics(kafka, {n: {} for n in names}, partitions, replication)
 
 
 async def wait_caught_up(
-    bootstrap: str, group: str, topics: Iterable[str], within_s: float
+    kafka: KafkaOptions, group: str, topics: Iterable[str], within_s: float
 ) -> None:
     """Wait until ``group`` has committed everything on ``topics``; TimeoutError after within_s."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**kafka, isolation_level="read_committed")
+    admin = AIOKafkaAdminClient(**kafka)
     await consumer.start()
     await admin.start()
     try:
@@ -79,19 +83,72 @@ async def wait_caught_up(
         await admin.close()
 
 
+class KafkaAccessError(RuntimeError):
+    """The cluster refused the credentials, or its certificate did not verify."""
+
+
+async def check_access(settings: Settings) -> None:
+    """Raise KafkaAccessError at once on wrong credentials or an unverifiable certificate.
+
+    aiokafka clients log an authentication failure and keep retrying until their timeout; one
+    connection of our own turns it into an immediate, clear error. Unreachable brokers are left to
+    the commands' own retries. Only SASL_SSL has anything to check.
+    """
+    if settings.kafka_security_protocol != "SASL_SSL":
+        return
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    options = settings.kafka()
+    try:
+        conn = await create_conn(
+            host,
+            int(port),
+            security_protocol=options["security_protocol"],
+            ssl_context=options["ssl_context"],
+            sasl_mechanism=options["sasl_mechanism"],
+            sasl_plain_username=options["sasl_plain_username"],
+            sasl_plain_password=options["sasl_plain_password"],
+            request_timeout_ms=10_000,
+        )
+    except SaslAuthenticationFailed as exc:
+        raise KafkaAccessError(
+            f"Kafka at {host}:{port} refused user {settings.kafka_username!r} "
+            f"({settings.kafka_sasl_mechanism}): {exc}; check MARKETBAN_KAFKA_USERNAME and "
+            "MARKETBAN_KAFKA_PASSWORD"
+        ) from None
+    except ssl.SSLCertVerificationError as exc:
+        trusted = settings.kafka_ca_file or "the system's CAs"
+        raise KafkaAccessError(
+            f"the TLS certificate of Kafka at {host}:{port} does not verify against {trusted}: "
+            f"{exc.verify_message}; check MARKETBAN_KAFKA_CA_FILE"
+        ) from None
+    except (KafkaError, OSError):
+        return
+    conn.close()
+
+
+def access_status(settings: Settings) -> int | None:
+    """None when access is fine (or cannot be judged yet); else prints why and returns 2."""
+    try:
+        asyncio.run(check_access(settings))
+    except KafkaAccessError as exc:
+        print(f"marketban: {exc}", file=sys.stderr)  # noqa: T201 - the command's own answer
+        return 2
+    return None
+
+
 class TopicLayoutError(RuntimeError):
     """Existing topics whose partition counts would break co-partitioning."""
 
 
 async def prepare_topics(
-    bootstrap: str, plan: dict[str, dict[str, str]], partitions: int, replication: int
+    kafka: KafkaOptions, plan: dict[str, dict[str, str]], partitions: int, replication: int
 ) -> None:
     """Create the planned topics that are missing; refuse a layout that breaks co-partitioning.
 
     Every input is keyed by account (or decision) and joined in one partition, so every planned
     topic must have ``partitions`` partitions.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -146,7 +203,7 @@ def topics_command(settings: Settings) -> int:
     try:
         asyncio.run(
             prepare_topics(
-                settings.kafka_bootstrap,
+                settings.kafka(),
                 topic_plan(settings),
                 settings.topic_partitions,
                 settings.topic_replication,
@@ -162,8 +219,10 @@ def topics_command(settings: Settings) -> int:
 def ping_command(timeout: float) -> int:
     """CLI entry of ``marketban ping``."""
     settings = Settings()
+    if (status := access_status(settings)) is not None:
+        return status
     try:
-        brokers = asyncio.run(wait_for_cluster(settings.kafka_bootstrap, timeout))
+        brokers = asyncio.run(wait_for_cluster(settings.kafka(), timeout))
     except TimeoutError as exc:
         print(f"marketban ping: {exc}", file=sys.stderr)  # noqa: T201
         return 1

@@ -23,12 +23,13 @@ from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine, Source
 from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import INPUT_TOPICS
+from marketban.settings import KafkaOptions
 
 Sends = list[tuple[str, bytes | None, bytes]]
 
 
 async def _copy_loop(
-    bootstrap: str,
+    kafka: KafkaOptions,
     group: str,
     inputs: list[str],
     handle: Callable[[ConsumerRecord[bytes, bytes]], Sends],
@@ -40,16 +41,14 @@ async def _copy_loop(
         loop.add_signal_handler(sig, stop.set)
     consumer = AIOKafkaConsumer(
         *inputs,
-        bootstrap_servers=bootstrap,
+        **kafka,
         group_id=group,
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, transactional_id=f"{group}-0", linger_ms=1
-    )
+    producer = AIOKafkaProducer(**kafka, transactional_id=f"{group}-0", linger_ms=1)
     await producer.start()
     await consumer.start()
     try:
@@ -71,12 +70,14 @@ async def _copy_loop(
         await producer.stop()
 
 
-async def passthrough(bootstrap: str, group: str, inputs: list[str], output: str) -> None:
+async def passthrough(kafka: KafkaOptions, group: str, inputs: list[str], output: str) -> None:
     """Copy ``inputs`` to ``output`` exactly once until SIGTERM/SIGINT."""
-    await _copy_loop(bootstrap, group, inputs, lambda rec: [(output, rec.key, rec.value or b"")])
+    await _copy_loop(kafka, group, inputs, lambda rec: [(output, rec.key, rec.value or b"")])
 
 
-async def engine_loop(bootstrap: str, group: str, prefix: str, calendar: MarketCalendar) -> None:
+async def engine_loop(
+    kafka: KafkaOptions, group: str, prefix: str, calendar: MarketCalendar
+) -> None:
     """The engine on ``<prefix><input topic>``, exactly once: an upper bound, not a product.
 
     Decisions go to ``<prefix>decisions``, everything else to ``<prefix>other``. State lives in
@@ -98,10 +99,10 @@ async def engine_loop(bootstrap: str, group: str, prefix: str, calendar: MarketC
             for topic, k, v in outputs
         ]
 
-    await _copy_loop(bootstrap, group, [f"{prefix}{t}" for t in INPUT_TOPICS], handle)
+    await _copy_loop(kafka, group, [f"{prefix}{t}" for t in INPUT_TOPICS], handle)
 
 
-def passthrough_command(bootstrap: str, group: str, inputs: list[str], output: str) -> int:
+def passthrough_command(kafka: KafkaOptions, group: str, inputs: list[str], output: str) -> int:
     """``marketban bench passthrough``: run the passthrough until stopped."""
-    asyncio.run(passthrough(bootstrap, group, inputs, output))
+    asyncio.run(passthrough(kafka, group, inputs, output))
     return 0

@@ -77,7 +77,7 @@ class MarketbanWorker:
         self.settings = s
         self.app = faust.App(
             s.app_id,
-            broker=f"kafka://{s.kafka_bootstrap}",
+            **faust_broker(s),
             store=s.store,
             datadir=str(s.data_dir),
             processing_guarantee="exactly_once",
@@ -119,7 +119,7 @@ class MarketbanWorker:
         )
         self._published: list[BanWindows] = []
         self.engine = Engine(calendar, state, publish=self._publish)
-        self.view_consumer = BanViewConsumer(s.kafka_bootstrap, s.ban_windows_topic, self.view)
+        self.view_consumer = BanViewConsumer(s.kafka(), s.ban_windows_topic, self.view)
         self.app.agent(self.account_inputs, name="account-events")(self._account_agent)
         self.app.agent(self.bans_input, name="ban-events")(self._ban_agent)
         self._add_health_views()
@@ -235,6 +235,19 @@ class MarketbanWorker:
     def services(self) -> list[Any]:
         """Services the Faust Worker must start and stop with the app."""
         return [_ViewService(self.view_consumer)]
+
+
+def faust_broker(settings: Settings) -> dict[str, Any]:
+    """Faust's broker URL and credentials from the settings (SASL_SSL when configured)."""
+    options: dict[str, Any] = {"broker": f"kafka://{settings.kafka_bootstrap}"}
+    if settings.kafka_security_protocol == "SASL_SSL":
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_username,
+            password=settings.kafka_password.get_secret_value(),
+            ssl_context=settings.ssl_context(),
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    return options
 
 
 def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
