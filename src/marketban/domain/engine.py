@@ -448,7 +448,9 @@ class Engine:
         out: list[Output] = [rejected_output(src, key, obj, f"invalid order: {error}")]
         order_id, account_id = obj.get("order_id"), obj.get("account_id")
         if isinstance(order_id, str) and order_id and isinstance(account_id, str) and account_id:
-            link = self.state.links.get(account_id)
+            # Only a record keyed by its account sits in the partition that holds the account's
+            # state: a mis-keyed one cannot see it in the worker, so replay must not either.
+            link = self.state.links.get(account_id) if key == account_id else None
             out.append(
                 (
                     "decisions",
