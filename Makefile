@@ -9,7 +9,15 @@ STAMP := $(VENV)/.installed
 KAFKA := deploy/local-kafka/kafka.sh
 export MARKETBAN_KAFKA_PORT ?= 9092
 
-.PHONY: help venv lint fmt test test-unit bench run kafka-up kafka-down kafka-status constraints clean
+# Shell prelude of the targets that need a broker: MARKETBAN_KAFKA_BOOTSTRAP when set, else the
+# local broker, started here if it is not up (then started=1, so the target can stop it again).
+BROKER_UP = started=0; \
+	if [ -z "$${MARKETBAN_KAFKA_BOOTSTRAP:-}" ]; then \
+	  if ! $(KAFKA) status 2>/dev/null; then $(KAFKA) up || exit 1; started=1; fi; \
+	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
+	fi;
+
+.PHONY: help venv lint fmt test test-unit chaos bench run kafka-up kafka-down kafka-status constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,23 +43,27 @@ fmt: $(STAMP) ## apply ruff's fixes and formatting
 # Runs the whole suite. Starts the local broker unless MARKETBAN_KAFKA_BOOTSTRAP names one (or one
 # is already up), and stops the broker it started, also when the tests fail. Exit status = pytest's.
 test: lint ## lint, then the whole test suite against a real Kafka broker
-	@started=0; \
-	if [ -z "$${MARKETBAN_KAFKA_BOOTSTRAP:-}" ]; then \
-	  if ! $(KAFKA) status 2>/dev/null; then $(KAFKA) up || exit 1; started=1; fi; \
-	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
-	fi; \
+	@$(BROKER_UP) \
 	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fault suite and the fuzzing at full size (issue 7, docs/operations.md): every case of
+# tests/integration/test_chaos.py with CHAOS_SCALE times the flow, FUZZ_COUNT hostile messages
+# per input topic through a worker, and the in-process property test. Broker handling as in `test`.
+CHAOS_SCALE ?= 4
+FUZZ_COUNT ?= 10000
+chaos: $(STAMP) ## fault suite (kills, rebalances, overload, lost state) + fuzzing, full size
+	@$(BROKER_UP) \
+	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
+	MARKETBAN_CHAOS_SCALE=$(CHAOS_SCALE) MARKETBAN_FUZZ_COUNT=$(FUZZ_COUNT) \
+	$(PY) -m pytest -m "" tests/integration/test_chaos.py tests/integration/test_fuzz.py \
+	  tests/unit/test_hostile_input.py $(PYTEST_ARGS)
 
 # The main job on a fresh machine: broker (unless MARKETBAN_KAFKA_BOOTSTRAP is set), worker, and
 # the demo market with a live summary. Ctrl-C stops everything it started.
 RUN_RATE ?= 1000
 run: $(STAMP) ## broker + worker + demo market with a live summary (Ctrl-C stops all)
-	@mkdir -p .local; started=0; \
-	if [ -z "$${MARKETBAN_KAFKA_BOOTSTRAP:-}" ]; then \
-	  if ! $(KAFKA) status 2>/dev/null; then $(KAFKA) up || exit 1; started=1; fi; \
-	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
-	fi; \
+	@mkdir -p .local; $(BROKER_UP) \
 	export MARKETBAN_DATA_DIR=$${MARKETBAN_DATA_DIR:-.local/run-data}; \
 	if [ $$started = 1 ]; then rm -rf "$$MARKETBAN_DATA_DIR"; fi; \
 	$(VENV)/bin/marketban worker > .local/worker.log 2>&1 & wpid=$$!; \
@@ -75,11 +87,7 @@ BENCH_E2E_ORDERS ?= 30000
 BENCH_LATENCY_S ?= 10
 KAFKA_VERSION = $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/local-kafka/pom.xml)
 bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md (table) and bench-results.json
-	@mkdir -p .local; started=0; \
-	if [ -z "$${MARKETBAN_KAFKA_BOOTSTRAP:-}" ]; then \
-	  if ! $(KAFKA) status 2>/dev/null; then $(KAFKA) up || exit 1; started=1; fi; \
-	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
-	fi; \
+	@mkdir -p .local; $(BROKER_UP) \
 	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
 	set -eo pipefail; \
 	$(VENV)/bin/marketban bench engine --orders $(BENCH_ENGINE_ORDERS) --runs $(BENCH_ENGINE_RUNS) | tee .local/bench-engine.json; \

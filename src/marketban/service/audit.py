@@ -20,9 +20,9 @@ The processing-time stamps (``decided_at``, ``detected_at``) are not compared: r
 The replay order: when every input record carries the ``marketban-seq`` header (a producer's
 global sequence number across topics), that order; otherwise the broker timestamps, merged so
 that each partition keeps its own order. Orders and the executions or bans they race with on
-other topics can be consumed in another order than they were produced; a driver that needs an
-exact comparison produces an execution only after its order's decision, and a reference change
-only once the flow before it is decided (tests/integration/chaos.py).
+other topics can be consumed in another order than they were produced (a cancel produced after
+an order was decided can overtake an earlier order of the same account still in the backlog);
+a driver that needs an exact comparison keeps a causal order (tests/integration/chaos.py).
 """
 
 from __future__ import annotations
