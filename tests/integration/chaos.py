@@ -125,15 +125,18 @@ class Market:
         await self._producer.stop()
         await self._admin.close()
 
-    async def send(self, topic: str, key: str | None, value: bytes) -> tuple[TopicPartition, int]:
-        """Produce one record with the next sequence number; its partition and offset."""
+    async def _produce(self, topic: str, key: str | None, value: bytes) -> Any:
+        """Queue one record with the next sequence number; the future of its metadata."""
         self.seq += 1
         headers = [(SEQ_HEADER, str(self.seq).encode())]
         raw_key = key.encode() if key is not None else None
-        fut = await self._producer.send(
+        return await self._producer.send(
             f"{self.prefix}{topic}", value, key=raw_key, headers=headers
         )
-        meta = await fut
+
+    async def send(self, topic: str, key: str | None, value: bytes) -> tuple[TopicPartition, int]:
+        """Produce one record and wait for it; its partition and offset."""
+        meta = await (await self._produce(topic, key, value))
         return TopicPartition(meta.topic, meta.partition), meta.offset
 
     async def burst(self, orders: Iterable[Message]) -> None:
@@ -141,12 +144,7 @@ class Market:
         pending = []
         for topic, key, value in orders:
             self._note_order(value)
-            self.seq += 1
-            headers = [(SEQ_HEADER, str(self.seq).encode())]
-            fut = await self._producer.send(
-                f"{self.prefix}{topic}", value, key=key.encode(), headers=headers
-            )
-            pending.append(fut)
+            pending.append(await self._produce(topic, key, value))
         await asyncio.gather(*pending)
 
     async def reference(self, records: Iterable[Message], within_s: float = 180) -> None:

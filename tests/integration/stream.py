@@ -50,6 +50,18 @@ def cli(env: dict[str, str], *args: str, stdin: bytes | None = None, timeout: fl
     return proc.stdout
 
 
+def through_worker(env: dict[str, str], lines: Path, tmp_path: Path) -> tuple[bytes, str]:
+    """Feed a replay-format file to a fresh worker; its outputs (``tail``) and its log."""
+    env = worker_env(env, tmp_path / "data")
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        cli(env, "feed", str(lines))
+        streamed = cli(env, "tail", "--idle", "3")
+    finally:
+        worker.stop()
+    return streamed, worker.log()
+
+
 def replay(path: Path) -> bytes:
     return subprocess.run(
         [sys.executable, "-m", "marketban.cli", "replay", str(path)],

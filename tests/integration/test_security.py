@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.stream import cli, outcome, replay, start_worker, worker_env
+from tests.integration.stream import outcome, replay, through_worker, worker_env
 
 STATE_DIR = Path(
     os.environ.get("MARKETBAN_KAFKA_STATE_DIR", Path(__file__).parents[2] / ".local" / "kafka")
@@ -47,18 +47,12 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_worker_and_the_cli_decide_over_sasl_ssl_and_never_log_the_password(
     sasl_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = worker_env(sasl_env, tmp_path / "data")
     lines = SCENARIO.read_bytes().splitlines(keepends=True)[:40]
     (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
-    worker = start_worker(env, tmp_path / "worker.log")
-    try:
-        cli(env, "feed", str(tmp_path / "in.jsonl"))
-        streamed = cli(env, "tail", "--idle", "2")
-    finally:
-        worker.stop()
+    streamed, log = through_worker(sasl_env, tmp_path / "in.jsonl", tmp_path)
     assert outcome(streamed) == outcome(replay(tmp_path / "in.jsonl"))
     assert outcome(streamed)[0], "no decision came back"
-    assert sasl_env["MARKETBAN_KAFKA_PASSWORD"] not in worker.log()
+    assert sasl_env["MARKETBAN_KAFKA_PASSWORD"] not in log
 
 
 @pytest.mark.parametrize("command", [("ping",), ("worker",), ("tail", "--idle", "1")])

@@ -14,7 +14,15 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from marketban.adapters.kafka_admin import ensure_topics
-from tests.integration.stream import cli, outcome, replay, start_worker, wait_caught_up, worker_env
+from tests.integration.stream import (
+    cli,
+    outcome,
+    replay,
+    start_worker,
+    through_worker,
+    wait_caught_up,
+    worker_env,
+)
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 
@@ -22,19 +30,13 @@ SCENARIOS = Path(__file__).parents[1] / "scenarios"
 def test_stream_gives_the_same_decisions_and_violations_as_replay(
     kafka_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = worker_env(kafka_env, tmp_path / "data")
-    worker = start_worker(env, tmp_path / "worker.log")
-    try:
-        cli(env, "feed", str(SCENARIOS / "rules.jsonl"))
-        streamed = cli(env, "tail", "--idle", "3")
-    finally:
-        worker.stop()
+    streamed, log = through_worker(kafka_env, SCENARIOS / "rules.jsonl", tmp_path)
     want_decisions, want_violations = outcome(replay(SCENARIOS / "rules.jsonl"))
     got_decisions, got_violations = outcome(streamed)
-    assert got_decisions == want_decisions, worker.log()[-5000:]
+    assert got_decisions == want_decisions, log[-5000:]
     assert got_violations == want_violations
     assert len(want_decisions) == 55
-    assert "Traceback" not in worker.log()
+    assert "Traceback" not in log
 
 
 def _split_market(path: Path) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
