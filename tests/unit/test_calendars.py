@@ -99,3 +99,19 @@ def test_a_holidays_file_with_dates_of_another_year_is_refused(tmp_path: Path) -
 )
 def test_add_months(start: date, months: int, anniversary: date) -> None:
     assert add_months(start, months) == anniversary
+
+
+@pytest.mark.parametrize(
+    "entered_at", ["9999-12-31T23:59:59+14:00", "9999-12-31T16:00:00+08:00", "9999-12-30T20:00:00Z"]
+)
+def test_an_order_at_the_end_of_year_9999_gets_a_session_instead_of_an_overflow(
+    entered_at: str,
+) -> None:
+    result = CAL.session_of(datetime.fromisoformat(entered_at))
+    assert result.day == date.max
+    assert result.estimated
+
+
+def test_a_measure_outlasting_year_9999_ends_on_the_last_date() -> None:
+    assert add_months(date(9998, 6, 1), 5 * 12) == date.max
+    assert add_months(date(2024, 5, 13), 12) == date(2025, 5, 13)

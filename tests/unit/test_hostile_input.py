@@ -18,7 +18,7 @@ from marketban.domain.models import (
     Holding,
     Order,
 )
-from tests.hostile import KEY_FIELD, payloads
+from tests.hostile import KEY_FIELD, VALID, payloads
 from tests.unit.helpers import CAL
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -59,3 +59,24 @@ def test_every_invalid_record_is_rejected_and_nothing_raises(topic: str) -> None
             assert [t for t, _, _ in outputs][:1] in (["decisions"], ["rejected"])
 
     check()
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "0001-01-01T00:00:00+14:00",
+        "1989-12-31T23:59:59+08:00",
+        "3000-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+    ],
+)
+def test_event_times_outside_the_accepted_years_are_rejected_not_overflowed(at: str) -> None:
+    # Found by `make chaos` fuzzing: dates near year 1 or 9999 overflowed in the session lookup.
+    engine = Engine(CAL)
+    order = {**VALID["orders"], "entered_at": at}
+    out = engine.handle("orders", "FA1", orjson.dumps(order), Source("orders", 0, 0))
+    assert [t for t, _, _ in out] == ["rejected", "decisions"]
+    assert "must lie in the years 1990 to 2999" in out[0][2].error  # type: ignore[union-attr]
+    execution = {**VALID["executions"], "executed_at": at}
+    out = engine.handle("executions", "FA1", orjson.dumps(execution), Source("executions", 0, 0))
+    assert [t for t, _, _ in out] == ["rejected"]

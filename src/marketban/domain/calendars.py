@@ -97,6 +97,10 @@ class MarketCalendar:
         estimated = False
         candidate = day
         for _ in range(_SCAN_LIMIT):
+            if candidate == date.max:
+                # A timestamp in the last days of year 9999 (fuzzing sends them): Python has no
+                # later date, and an order must still be decided, not crash the engine.
+                return DayResult(date.max, estimated=True)
             candidate += _ONE_DAY
             is_open, guessed = probe(candidate)
             estimated = estimated or guessed
@@ -127,6 +131,8 @@ def add_months(start: date, months: int) -> date:
     """The same day ``months`` later; the month's last day when that day does not exist."""
     index = start.month - 1 + months
     year, month = start.year + index // 12, index % 12 + 1
+    if year > date.max.year:
+        return date.max  # a measure that outlasts the calendar lasts as long as it can
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
 
 

@@ -29,6 +29,7 @@ from marketban.domain.models import (
     ExemptionClaim,
     Side,
     Verdict,
+    in_timestamp_range,
     positive_decimal,
 )
 
@@ -82,8 +83,8 @@ def decode_order(payload: bytes) -> OrderWire | None:
         order = _ORDER.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None  # (msgspec recurses even to skip an unknown field nested 2,000 deep)
-    if order.entered_at.tzinfo is None:
-        return None  # pydantic words this rejection (a timestamp needs an offset)
+    if order.entered_at.tzinfo is None or not in_timestamp_range(order.entered_at):
+        return None  # pydantic words these rejections (an offset, and the years accepted)
     return order if _good_price(order.price) else None
 
 

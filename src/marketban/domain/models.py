@@ -60,7 +60,27 @@ PositiveInt = Annotated[int, Strict(), Field(gt=0, le=10**12)]
 NonNegativeInt = Annotated[int, Strict(), Field(ge=0, le=10**12)]
 Bool = Annotated[bool, Strict()]
 IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp_text)]
+#: Event times the engine accepts: the exchanges opened in December 1990, and beyond 2999 the
+#: calendar is a guess anyway. Bounding them keeps every date computed from one (China local day,
+#: next trading day, retention horizon) inside what Python's date can hold.
+TIMESTAMP_YEARS: Final = range(1990, 3000)
+
+
+def in_timestamp_range(value: datetime) -> bool:
+    """Whether an event time lies in the years the engine accepts (``TIMESTAMP_YEARS``)."""
+    return value.year in TIMESTAMP_YEARS
+
+
+def _timestamp_in_range(value: datetime) -> datetime:
+    if not in_timestamp_range(value):
+        first, last = TIMESTAMP_YEARS[0], TIMESTAMP_YEARS[-1]
+        raise ValueError(f"must lie in the years {first} to {last}")
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_iso_timestamp_text), AfterValidator(_timestamp_in_range)
+]
 PriceText = Annotated[str, Strict(), Field(max_length=32), AfterValidator(positive_decimal)]
 Side = Literal["buy", "sell"]
 Exchange = Literal["XSHG", "XSHE", "BJSE", "NEEQ"]
