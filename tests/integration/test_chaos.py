@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from marketban.adapters.processes import Child, is_ready
+from marketban.adapters.processes import Child, is_ready, peak_rss_mb
 from marketban.service.audit import PROBLEMS
 from tests.integration.chaos import Market, Supervised, market
 from tests.integration.stream import start_worker, worker_env
@@ -166,13 +166,6 @@ def test_a_third_worker_joins_mid_stream_and_later_leaves_gracefully(
     assert_clean(audit(kafka_env), ORDERS)
 
 
-def _peak_rss_mb(worker: Child) -> float:
-    assert worker.proc is not None
-    status = Path(f"/proc/{worker.proc.pid}/status").read_text()
-    kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
-    return int(kb) / 1024
-
-
 @pytest.mark.chaos
 def test_an_overloaded_worker_lags_with_bounded_memory_and_catches_up(
     kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
@@ -191,9 +184,11 @@ def test_an_overloaded_worker_lags_with_bounded_memory_and_catches_up(
 
     try:
         asyncio.run(scenario())
-        peak = _peak_rss_mb(worker)
+        assert worker.proc is not None
+        peak = peak_rss_mb(worker.proc.pid)
     finally:
         worker.stop()
+    assert peak is not None, "the worker's peak memory could not be read"
     print(f"overload: {len(orders)} orders, {lag_seen[0]} undecided after the burst, {peak:.0f} MB")
     assert lag_seen[0] > len(orders) // 2, f"not overloaded: only {lag_seen[0]} orders behind"
     assert peak < 500, f"worker peak memory {peak:.0f} MB (issue 5 bounds it at 500)"

@@ -34,7 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from marketban.adapters.kafka_admin import ensure_topics, wait_caught_up
-from marketban.adapters.processes import Child, free_port, wait_ready
+from marketban.adapters.processes import Child, free_port, peak_rss_mb, wait_ready
 from marketban.domain.models import INPUT_TOPICS
 from marketban.service.synthetic import FLOW_TOPICS, generate, messages
 from marketban.settings import KafkaOptions, Settings
@@ -78,17 +78,6 @@ def synthetic_market(banned_persons: int) -> Market:
         for topic, key, payload in messages(generate(0, banned_persons=banned_persons))
     ]
     return Market(reference, banned_persons)
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """The process's peak resident memory (VmHWM), in MB; None if it cannot be read."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
 
 
 class Collector:

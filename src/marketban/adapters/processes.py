@@ -61,6 +61,17 @@ class Child:
         return self.log_path.read_text(errors="replace")
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory (VmHWM), in MB; None if it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def is_ready(port: int) -> bool:
     """Whether the worker serving on ``port`` answers 200 on ``/health/ready``."""
     url = f"http://127.0.0.1:{port}/health/ready"
