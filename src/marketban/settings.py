@@ -68,6 +68,21 @@ class Settings(BaseSettings):
         le=1,
         description="seconds the worker waits to fill a batch before deciding what it has",
     )
+    web_advertised_host: str = Field(
+        "",
+        description="host name other workers reach this one's web server at (API routing); "
+        "empty means web_bind",
+    )
+    api_token: SecretStr = Field(
+        SecretStr(""),
+        description="bearer token the API's write actions require; empty disables them",
+    )
+    api_read_token_required: bool = Field(
+        default=False, description="whether the API's reads (and the dashboard) need the token too"
+    )
+    violations_kept: int = Field(
+        100_000, ge=100, le=10_000_000, description="newest violations each worker keeps to query"
+    )
     log_level: str = Field("INFO", description="worker log level")
     holidays_file: Path | None = Field(
         None, description="JSON file of published holidays for years the calendars do not know"
@@ -111,6 +126,11 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Return the full Kafka topic name for a spec topic name (``orders`` -> prefix+orders)."""
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def dispositions_topic(self) -> str:
+        """Where analysts' dispositions of violations are recorded (the audit trail)."""
+        return self.topic("violation-dispositions")
 
     @property
     def ban_windows_topic(self) -> str:

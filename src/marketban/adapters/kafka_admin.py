@@ -195,6 +195,8 @@ def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic the worker needs, with its configs (ban-windows is compacted)."""
     plan: dict[str, dict[str, str]] = {settings.topic(n): {} for n in INPUT_TOPICS + OUTPUT_TOPICS}
     plan[settings.ban_windows_topic] = {"cleanup.policy": "compact"}
+    # Analysts' dispositions are the audit trail of Art. 14 follow-up: kept, never expired.
+    plan[settings.dispositions_topic] = {"retention.ms": "-1"}
     return plan
 
 

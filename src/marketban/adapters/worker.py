@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,17 +19,23 @@ from typing import Any
 
 import faust
 import mode
+from aiokafka import AIOKafkaProducer
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event
 from faust.types import StreamT
 
 from marketban.adapters import faust_fixes
-from marketban.adapters.ban_view_consumer import BanViewConsumer
+from marketban.adapters.api import Api
+from marketban.adapters.follower import TopicFollower
+from marketban.adapters.logs import logging_config
+from marketban.adapters.metrics import Metrics
 from marketban.adapters.tables import ModelTable
 from marketban.domain.bans import BanRecord, BanView, BanWindows
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import AccountState, Engine, Output, Source, State
 from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import AccountLink
+from marketban.service.monitor import Disposition, ViolationLog
 from marketban.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,18 +62,50 @@ def source_transactional_id(app: Any, event: Any) -> str:  # noqa: ANN401 - faus
     return f"{app.conf.id}-{group}-{msg.partition}"
 
 
-class _ViewService(mode.Service):
-    """Runs the BanViewConsumer for the worker's lifetime."""
+class _Components(mode.Service):
+    """Starts the worker's own Kafka clients with the app and stops them with it."""
 
-    def __init__(self, consumer: BanViewConsumer, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *components: Any, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(**kwargs)
-        self._consumer = consumer
+        self._components = components
 
     async def on_start(self) -> None:
-        await self._consumer.start()
+        for component in self._components:
+            await component.start()
 
     async def on_stop(self) -> None:
-        await self._consumer.stop()
+        for component in reversed(self._components):
+            await component.stop()
+
+
+class DispositionRecorder:
+    """Writes analysts' dispositions to ``violation-dispositions`` (idempotent, acks=all)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect (aiokafka clients must be made inside the running loop)."""
+        self._producer = AIOKafkaProducer(
+            **self._settings.kafka(enable_idempotence=True, acks="all")
+        )
+        await self._producer.start()
+
+    async def record(self, disposition: Disposition) -> None:
+        """Send one disposition and wait until the cluster has it."""
+        if self._producer is None:
+            raise RuntimeError("the disposition producer is not started")
+        await self._producer.send_and_wait(
+            self._settings.dispositions_topic,
+            json_bytes(disposition),
+            key=disposition.violation_id.encode(),
+        )
+
+    async def stop(self) -> None:
+        """Flush and close."""
+        if self._producer is not None:
+            await self._producer.stop()
 
 
 class MarketbanWorker:
@@ -91,7 +130,8 @@ class MarketbanWorker:
             web_enabled=True,
             web_bind=s.web_bind,
             web_port=s.web_port,
-            web_host=s.web_bind,
+            # Other workers pass account-keyed API requests to this URL (docs/architecture.md).
+            web_host=s.web_advertised_host or s.web_bind,
             autodiscover=False,
         )
         parts = s.topic_partitions
@@ -119,10 +159,35 @@ class MarketbanWorker:
         )
         self._published: list[BanWindows] = []
         self.engine = Engine(calendar, state, publish=self._publish)
-        self.view_consumer = BanViewConsumer(s.kafka(), s.ban_windows_topic, self.view)
+        self.view_consumer = TopicFollower(
+            s.kafka(),
+            [s.ban_windows_topic],
+            lambda rec: self.view.apply(BanWindows.model_validate_json(rec.value)),
+            probe=True,
+        )
+        self.violation_log = ViolationLog(s.violations_kept)
+        self._observed = {
+            s.topic("decisions"): self.violation_log.on_decision,
+            s.topic("violations"): self.violation_log.on_violation,
+        }
+        self.observer = TopicFollower(
+            s.kafka(), [*self._observed, s.dispositions_topic], self._observe
+        )
+        self.dispositions = DispositionRecorder(s)
+        self.metrics = Metrics(self._sizes, self._lag)
         self.app.agent(self.account_inputs, name="account-events")(self._account_agent)
         self.app.agent(self.bans_input, name="ban-events")(self._ban_agent)
         self._add_health_views()
+        Api(
+            self.app,
+            s,
+            calendar,
+            self.engine,
+            self.violation_log,
+            self.dispositions.record,
+            self.readiness,
+            self.metrics.exposition,
+        ).install()
         self.app.on_partitions_revoked.connect(self._discard_local_state)  # type: ignore[arg-type]
 
     async def _discard_local_state(self, _app: Any, revoked: Any, **_: Any) -> None:  # noqa: ANN401
@@ -144,6 +209,37 @@ class MarketbanWorker:
             data = getattr(table.data, "data", None)  # the memory store's reset_state keeps it
             if isinstance(data, dict):
                 data.clear()
+
+    def _observe(self, record: Any) -> None:  # noqa: ANN401 - an aiokafka ConsumerRecord
+        count = self._observed.get(record.topic)
+        if count is not None:
+            count(record.value, record.timestamp)
+        else:
+            self.violation_log.on_disposition(record.value)
+
+    def _sizes(self) -> dict[str, int]:
+        sizes = {name: len(table) for name, table in self.app.tables.items()}
+        sizes["ban_view_persons"] = len(self.view)
+        sizes["ban_register"] = len(self.view.decisions())
+        sizes["violations_kept"] = len(self.violation_log)
+        return sizes
+
+    def _lag(self) -> dict[tuple[str, int], int]:
+        consumer: Any = self.app.consumer
+        inputs = {self.settings.topic(n) for n in (*ACCOUNT_TOPICS, "bans")}
+        # Faust keeps the last offset it read per partition only in this private map; a
+        # partition not read since the last rebalance has none and is left out.
+        read = consumer._read_offset  # noqa: SLF001
+        lag: dict[tuple[str, int], int] = {}
+        try:
+            assigned = consumer.assignment()
+        except ConsumerNotStarted:
+            return lag
+        for tp in assigned:
+            highwater, last = consumer.highwater(tp), read.get(tp)
+            if tp.topic in inputs and highwater is not None and last is not None:
+                lag[tp.topic, tp.partition] = max(highwater - last - 1, 0)
+        return lag
 
     def readiness(self) -> dict[str, bool]:
         """What must hold before this worker decides orders; ready when every value is true."""
@@ -194,6 +290,7 @@ class MarketbanWorker:
             error = f"internal error while processing this message: {exc!r}"
             outputs = self.engine.fail_closed(topic, key, payload, source, error)
         self.progress[progress_key] = str(msg.offset).encode()
+        self.metrics.count(outputs, self._prefix_len)
         return outputs
 
     async def _send(self, event: Any, sends: list[tuple[str, bytes | None, bytes]]) -> None:  # noqa: ANN401
@@ -236,8 +333,15 @@ class MarketbanWorker:
         _current_event.set(None)
 
     async def _account_agent(self, stream: StreamT[Any]) -> None:
+        orders = self.settings.topic("orders")
+        latency = self.metrics.latency
         async for event, now in self._batches(stream):
             await self._send(event, self._encode(self._process(event, now)))
+            msg = event.message
+            if msg.topic == orders and msg.timestamp is not None:
+                # Faust gives the record's broker timestamp in seconds.
+                # wall-clock ok: a metric of how long the gateway waited, not a decision input
+                latency.observe(max(time.time() - msg.timestamp, 0.0))
 
     async def _ban_agent(self, stream: StreamT[Any]) -> None:
         async for event, now in self._batches(stream):
@@ -255,7 +359,7 @@ class MarketbanWorker:
 
     def services(self) -> list[Any]:
         """Services the Faust Worker must start and stop with the app."""
-        return [_ViewService(self.view_consumer)]
+        return [_Components(self.view_consumer, self.observer, self.dispositions)]
 
 
 def faust_broker(settings: Settings) -> dict[str, Any]:
@@ -282,7 +386,11 @@ def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker_app = MarketbanWorker(settings, calendar)
     worker = faust.Worker(
-        worker_app.app, *worker_app.services(), loglevel=settings.log_level, quiet=True
+        worker_app.app,
+        *worker_app.services(),
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level),
+        quiet=True,
     )
     worker.execute_from_commandline()
     return 0

@@ -43,6 +43,16 @@ class Window(BaseModel):
         return f"{self.decision_id} {self.measure}, {self.start} {until}{est}"
 
 
+class BanChange(BaseModel):
+    """One applied version of a decision, for the register's version history (Art. 12, 13)."""
+
+    version: int
+    action: Literal["issue", "amend", "revoke"]
+    served_on: date | None = None
+    effective_on: date | None = None
+    measures: list[Measure] = Field(default_factory=list)
+
+
 class BanRecord(BaseModel):
     """The current state of one decision, and any events held until its ``issue`` arrives."""
 
@@ -58,6 +68,7 @@ class BanRecord(BaseModel):
     mitigated: bool = False
     revoked_on: date | None = None
     pending: list[BanEvent] = Field(default_factory=list)
+    history: list[BanChange] = Field(default_factory=list)
 
 
 class PersonBans(BaseModel):
@@ -80,13 +91,22 @@ class BanWindows(BaseModel):
     """What one decision means for its person now: the record every worker reads (R2 applied).
 
     Keyed by ``decision_id`` on the internal ``ban-windows`` topic, so each key has one writer
-    (the partition of the ``bans`` topic that holds the decision).
+    (the partition of the ``bans`` topic that holds the decision). It also carries the decision's
+    public register entry (Art. 13: name, measures, dates, issuer, versions), so every worker can
+    answer the register from its own memory; the fields default so that records written before
+    they existed still read.
     """
 
     decision_id: str
     version: int
     person_id: str | None
     windows: list[Window]
+    person_name: str | None = None
+    issuer: str | None = None
+    served_on: date | None = None
+    revoked_on: date | None = None
+    measures: list[Measure] = Field(default_factory=list)
+    history: list[BanChange] = Field(default_factory=list)
 
 
 class BanView:
@@ -99,6 +119,7 @@ class BanView:
     def __init__(self) -> None:
         self._persons: dict[str, PersonBans] = {}
         self._decisions: dict[str, tuple[int, str | None]] = {}
+        self._register: dict[str, BanWindows] = {}
 
     def apply(self, record: BanWindows) -> None:
         """Apply one record unless a newer one for its decision was applied already."""
@@ -110,6 +131,7 @@ class BanView:
             if old is not None:
                 old.windows.pop(record.decision_id, None)
         self._decisions[record.decision_id] = (record.version, record.person_id)
+        self._register[record.decision_id] = record
         if record.person_id is not None:
             person = self._persons.setdefault(
                 record.person_id, PersonBans(person_id=record.person_id)
@@ -119,6 +141,14 @@ class BanView:
     def get(self, person_id: str) -> PersonBans | None:
         """The person's windows, or None when no decision names them."""
         return self._persons.get(person_id)
+
+    def decision(self, decision_id: str) -> BanWindows | None:
+        """The latest record of one decision (its register entry), or None."""
+        return self._register.get(decision_id)
+
+    def decisions(self) -> list[BanWindows]:
+        """The latest record of every decision, in no particular order."""
+        return list(self._register.values())
 
     def __len__(self) -> int:
         return len(self._persons)
@@ -257,6 +287,12 @@ class BanBook:
                 version=record.version,
                 person_id=record.person_id,
                 windows=windows_of(record, self._calendar),
+                person_name=record.person_name,
+                issuer=record.issuer,
+                served_on=record.served_on,
+                revoked_on=record.revoked_on,
+                measures=record.measures,
+                history=record.history,
             )
         )
         return rejected
@@ -293,4 +329,14 @@ def _transition(record: BanRecord, event: BanEvent) -> BanRecord:
     if event.action != "revoke":
         check_decision(new)
     new.version = event.version
+    new.history = [
+        *record.history,
+        BanChange(
+            version=event.version,
+            action=event.action,
+            served_on=new.served_on,
+            effective_on=event.effective_on,
+            measures=list(new.measures),
+        ),
+    ]
     return new

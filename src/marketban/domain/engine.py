@@ -7,7 +7,7 @@ which is what makes a table write its changelog. Time comes only from the events
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
@@ -222,6 +222,21 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 error = f"{error}; and building its block decision failed: {exc!r}"
         return [rejected_output(source, key, payload, error)]
+
+    def dry_run(self, order: Order) -> list[Output]:
+        """What R3/R4 give ``order`` now, changing no state: a gateway's own pre-check.
+
+        The same ``_decide`` as a real order, over a scratch copy of the account's state, so
+        nothing is reserved and the order is not remembered (its order_id stays free).
+        """
+        scratch = State(
+            persons=self.state.persons,
+            links=self.state.links,
+            accounts=_Scratch(self.state.accounts),
+        )
+        engine = Engine(self.calendar, scratch)
+        raw = order.model_dump(mode="json")
+        return engine._decide(order.account_id, order, raw, Source(topic="check"), None)
 
     # ---- reference data ------------------------------------------------------------------------
 
@@ -580,6 +595,32 @@ class Engine:
                 decided_at=decided_at,
             ),
         )
+
+
+class _Scratch(MutableMapping[str, AccountState]):
+    """Reads copies of another mapping's account states; keeps every write to itself."""
+
+    def __init__(self, base: Mapping[str, AccountState]) -> None:
+        self._base = base
+        self._own: dict[str, AccountState] = {}
+
+    def __getitem__(self, key: str) -> AccountState:
+        if key in self._own:
+            return self._own[key]
+        # A dict-backed state hands out its live objects, which _decide mutates: copy first.
+        return self._base[key].model_copy(deep=True)
+
+    def __setitem__(self, key: str, value: AccountState) -> None:
+        self._own[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._own.pop(key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self._base, *self._own})
+
+    def __len__(self) -> int:
+        return len({*self._base, *self._own})
 
 
 def rejected_output(src: Source, key: str | None, payload: Payload, error: str) -> Output:

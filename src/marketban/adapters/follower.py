@@ -1,8 +1,9 @@
-"""Keeps a worker's BanView in step with the ``ban-windows`` topic (every partition, every worker).
+"""Follows topics from the beginning, every partition, in every worker: the worker's broadcasts.
 
-This is the worker's broadcast of ban state, written by hand instead of with Faust's GlobalTable:
-it reads read_committed from the beginning, reports ready once it reached the end offsets it saw
-at start, and then follows the topic. Orders wait for ``ready`` (no decision from missing state).
+The ban view (``ban-windows``) and the dashboard's violations and counts are read this way, by
+hand instead of with Faust's GlobalTable: read_committed from the beginning, ``ready`` once the
+end offsets seen at start are reached, then following. Orders wait for the ban view's ``ready``
+(no decision from missing state).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from marketban.domain.bans import BanView, BanWindows
 from marketban.settings import KafkaOptions
 
 log = logging.getLogger(__name__)
@@ -22,13 +24,24 @@ log = logging.getLogger(__name__)
 PROBE_S = 1.0
 
 
-class BanViewConsumer:
-    """Follows the ban-windows topic into a BanView; explicit start/stop lifecycle."""
+#: Called with each record (an aiokafka ConsumerRecord) whose value is not None.
+Apply = Callable[[Any], None]
 
-    def __init__(self, kafka: KafkaOptions, topic: str, view: BanView) -> None:
+
+class TopicFollower:
+    """Feeds every record of some topics to ``apply``; explicit start/stop lifecycle.
+
+    With ``probe``, it also asks the cluster for metadata every PROBE_S and keeps
+    ``broker_reachable`` (the worker's readiness needs it).
+    """
+
+    def __init__(
+        self, kafka: KafkaOptions, topics: list[str], apply: Apply, *, probe: bool = False
+    ) -> None:
         self._kafka = kafka
-        self._topic = topic
-        self.view = view
+        self._topics = topics
+        self._apply = apply
+        self._probing = probe
         self.ready = asyncio.Event()
         #: Whether the last metadata request (every PROBE_S) was answered; readiness needs it.
         self.broker_reachable = True
@@ -44,20 +57,21 @@ class BanViewConsumer:
             group_id=None,
         )
         await consumer.start()
-        partitions = consumer.partitions_for_topic(self._topic)
-        while not partitions:
-            await asyncio.sleep(0.1)  # topic metadata not yet known to this client
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way
-            partitions = consumer.partitions_for_topic(self._topic)
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        tps: list[TopicPartition] = []
+        for topic in self._topics:
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions:
+                await asyncio.sleep(0.1)  # topic metadata not yet known to this client
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way
+                partitions = consumer.partitions_for_topic(topic)
+            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         targets = await consumer.end_offsets(tps)
         self._consumer = consumer
-        self._tasks = [
-            asyncio.create_task(self._follow(targets)),
-            asyncio.create_task(self._probe()),
-        ]
+        self._tasks = [asyncio.create_task(self._follow(targets))]
+        if self._probing:
+            self._tasks.append(asyncio.create_task(self._probe()))
 
     async def _probe(self) -> None:
         # Faust keeps retrying while the cluster is away and says nothing a probe could read;
@@ -87,15 +101,26 @@ class BanViewConsumer:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=2000)
             for records in batches.values():
                 for rec in records:
-                    if rec.value is not None:
-                        self.view.apply(BanWindows.model_validate_json(rec.value))
-                        applied += 1
+                    if rec.value is None:
+                        continue
+                    try:
+                        self._apply(rec)
+                    except ValueError as exc:  # pydantic's and msgspec's errors are ValueErrors
+                        # Only the error's type: its text may quote the record (names, ids).
+                        log.warning(
+                            "%s[%d]@%d unreadable, skipped (%s)",
+                            rec.topic,
+                            rec.partition,
+                            rec.offset,
+                            type(exc).__name__,
+                        )
+                    applied += 1
             if not self.ready.is_set():
                 for tp in list(pending):
                     if await self._consumer.position(tp) >= pending[tp]:
                         del pending[tp]
                 if not pending:
-                    log.info("ban view ready: %d records, %d persons", applied, len(self.view))
+                    log.info("%s: read to the end (%d records)", ", ".join(self._topics), applied)
                     self.ready.set()
 
     async def stop(self) -> None:
