@@ -17,7 +17,7 @@ BROKER_UP = started=0; \
 	  export MARKETBAN_KAFKA_BOOTSTRAP=127.0.0.1:$(MARKETBAN_KAFKA_PORT); \
 	fi;
 
-.PHONY: help venv lint fmt test test-unit chaos bench run kafka-up kafka-down kafka-status constraints clean
+.PHONY: help venv browser lint fmt test test-unit chaos bench run kafka-up kafka-down kafka-status constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,12 +40,25 @@ fmt: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests
 	$(VENV)/bin/ruff format src tests
 
+# The dashboard's browser test drives Debian's Chromium (tests/integration/test_dashboard.py);
+# installed from Debian's packages when missing (as root, or through sudo).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard's browser test"
+	@if [ "$$(id -u)" = 0 ]; then as=; else as=sudo; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$as apt-get install -y -q chromium >/dev/null || \
+	  { $$as apt-get update -q >/dev/null && $$as apt-get install -y -q chromium >/dev/null; }
+	@test -x $@ || { echo "no Chromium at $@ after installing; set CHROMIUM=/path/to/chromium"; exit 1; }
+
+browser: $(CHROMIUM) ## install Debian's chromium for the browser test (if missing)
+
 # Runs the whole suite. Starts the local broker unless MARKETBAN_KAFKA_BOOTSTRAP names one (or one
 # is already up), and stops the broker it started, also when the tests fail. Exit status = pytest's.
-test: lint ## lint, then the whole test suite against a real Kafka broker
+test: lint $(CHROMIUM) ## lint, then the whole test suite against a real Kafka broker
 	@$(BROKER_UP) \
 	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
-	$(PY) -m pytest $(PYTEST_ARGS)
+	MARKETBAN_CHROMIUM=$(CHROMIUM) $(PY) -m pytest $(PYTEST_ARGS)
 
 # The fault suite and the fuzzing at full size (issue 7, docs/operations.md): every case of
 # tests/integration/test_chaos.py with CHAOS_SCALE times the flow, FUZZ_COUNT hostile messages
@@ -66,6 +79,7 @@ run: $(STAMP) ## broker + worker + demo market with a live summary (Ctrl-C stops
 	@mkdir -p .local; $(BROKER_UP) \
 	export MARKETBAN_DATA_DIR=$${MARKETBAN_DATA_DIR:-.local/run-data}; \
 	if [ $$started = 1 ]; then rm -rf "$$MARKETBAN_DATA_DIR"; fi; \
+	export MARKETBAN_API_TOKEN=$${MARKETBAN_API_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))')}; \
 	$(VENV)/bin/marketban worker > .local/worker.log 2>&1 & wpid=$$!; \
 	stop() { trap - EXIT INT TERM; echo; echo "stopping worker (pid $$wpid) ..."; \
 	  kill -TERM $$wpid 2>/dev/null; \
@@ -74,6 +88,7 @@ run: $(STAMP) ## broker + worker + demo market with a live summary (Ctrl-C stops
 	  if [ $$started = 1 ]; then $(KAFKA) down; fi; }; \
 	trap stop EXIT INT TERM; \
 	echo "worker log: .local/worker.log; demo at $(RUN_RATE) orders/s; Ctrl-C stops everything"; \
+	echo "dashboard: http://127.0.0.1:$${MARKETBAN_WEB_PORT:-6066}/  (API token: $$MARKETBAN_API_TOKEN)"; \
 	$(VENV)/bin/marketban demo --rate $(RUN_RATE)
 
 # The benchmark suite (docs/benchmarks.md): the engine in-process, then the worker on the broker

@@ -61,3 +61,105 @@ def test_dockerfile_installs_pinned_deps_and_runs_the_worker_unprivileged() -> N
     assert 'ENTRYPOINT ["marketban"]' in text
     assert 'CMD ["worker"]' in text
     assert "EXPOSE 6066" in text
+
+
+# ---- Kubernetes and Prometheus (deploy/k8s, deploy/prometheus) ------------------------------
+
+
+def k8s() -> dict[str, dict]:
+    docs = yaml.safe_load_all((ROOT / "deploy" / "k8s" / "marketban.yaml").read_text())
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+
+
+def statefulset() -> dict:
+    return k8s()["StatefulSet/marketban"]
+
+
+def worker_container() -> dict:
+    (container,) = statefulset()["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_statefulset_has_stable_names_persistent_tables_and_readiness_on_recovery() -> None:
+    docs = k8s()
+    sts = statefulset()
+    headless = docs[f"Service/{sts['spec']['serviceName']}"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert sts["spec"]["replicas"] >= 2
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert sts["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert headless["spec"]["selector"].items() <= labels.items()
+    assert docs["Service/marketban"]["spec"]["selector"].items() <= labels.items()
+    container = worker_container()
+    assert container["args"] == ["worker"]
+    (port,) = container["ports"]  # one web port: API, dashboard, metrics and health
+    config = docs["ConfigMap/marketban"]["data"]
+    assert port["containerPort"] == int(config["MARKETBAN_WEB_PORT"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == config["MARKETBAN_DATA_DIR"]
+    assert config["MARKETBAN_WEB_BIND"] == "0.0.0.0"  # noqa: S104 - inside the pod
+
+
+def test_each_worker_advertises_its_own_pod_name_for_api_routing() -> None:
+    env = {e["name"]: e for e in worker_container()["env"]}
+    host = env["MARKETBAN_WEB_ADVERTISED_HOST"]["value"]
+    assert host.startswith(f"$(POD_NAME).{statefulset()['spec']['serviceName']}.")
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_secrets_come_from_a_secret_and_every_setting_is_a_real_one() -> None:
+    from marketban.settings import Settings  # noqa: PLC0415
+
+    fields = {f"MARKETBAN_{name.upper()}" for name in Settings.model_fields}
+    env = {e["name"]: e for e in worker_container()["env"]}
+    for secret in ("MARKETBAN_API_TOKEN", "MARKETBAN_KAFKA_PASSWORD"):
+        assert "secretKeyRef" in env[secret]["valueFrom"]
+        assert secret not in k8s()["ConfigMap/marketban"]["data"]
+    named = set(k8s()["ConfigMap/marketban"]["data"]) | {
+        n for n in env if n.startswith("MARKETBAN_")
+    }
+    assert named <= fields, named - fields
+    worker_env = compose()["services"]["worker"]["environment"]
+    assert {n for n in worker_env if n.startswith("MARKETBAN_")} <= fields
+
+
+def prometheus(name: str) -> dict:
+    return yaml.safe_load((ROOT / "deploy" / "prometheus" / name).read_text())
+
+
+def test_prometheus_scrapes_the_worker_pods_metrics() -> None:
+    config = prometheus("prometheus.yml")
+    assert config["rule_files"] == ["alerts.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    k8s_job = jobs["marketban-k8s"]
+    assert k8s_job["metrics_path"] == "/metrics"
+    assert k8s_job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    keep = [r for r in k8s_job["relabel_configs"] if r.get("action") == "keep"]
+    labels = statefulset()["spec"]["template"]["metadata"]["labels"]
+    assert keep[0]["regex"] == labels["app.kubernetes.io/name"]
+    assert keep[1]["regex"] == worker_container()["ports"][0]["name"]
+    assert jobs["marketban-local"]["static_configs"][0]["targets"] == ["127.0.0.1:6066"]
+
+
+def test_alerts_use_only_metrics_the_worker_exposes() -> None:
+    from marketban.adapters.metrics import Metrics  # noqa: PLC0415
+    from marketban.domain.engine import Source  # noqa: PLC0415
+    from tests.unit.helpers import ban, feed, link, new_engine, order  # noqa: PLC0415
+
+    engine = new_engine()
+    outputs = feed(engine, ("bans", ban()), ("accounts", link()), ("orders", order("O1")))
+    outputs += engine.handle("orders", "A1", b"{", Source("orders"))
+    metrics = Metrics(lambda: {"accounts": 0}, lambda: {("t", 0): 0})
+    metrics.count(outputs, prefix_len=0)  # a labelled counter shows once it has a sample
+    exposed = metrics.exposition().decode()
+    names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line[:1] != "#"}
+    (group,) = prometheus("alerts.yml")["groups"]
+    for rule in group["rules"]:
+        assert {"alert", "expr", "labels", "annotations"} <= rule.keys()
+        for metric in re.findall(r"\bmarketban_[a-z_]+", rule["expr"]):
+            assert metric in names, (
+                f"{rule['alert']} uses {metric}, which the worker does not expose"
+            )

@@ -99,17 +99,29 @@ async function loadStats() {
   $("#legend").innerHTML = Object.keys(COLORS).map((k) => `<span><i style="background:${COLORS[k]}"></i>${labels[k]}</span>`).join("");
 }
 
+const CHART_MINUTES = 30;
+
 function drawChart(series) {
-  const svg = $("#chart"), keys = Object.keys(COLORS), w = 900, h = 150;
+  const svg = $("#chart"), keys = Object.keys(COLORS), w = 900, h = 140;
   if (!series.length) { svg.innerHTML = `<text x="10" y="80" fill="#667085">no activity yet</text>`; return; }
+  // A fixed axis of the last CHART_MINUTES minutes up to the newest one, empty minutes included.
+  const byMinute = new Map(series.map((s) => [Date.parse(s.minute), s]));
+  const newest = Math.max(...byMinute.keys());
+  const minutes = Array.from({ length: CHART_MINUTES }, (_, i) => newest - (CHART_MINUTES - 1 - i) * 60000);
   // A square-root scale: blocks and breaches are a few per thousand allowed orders.
   const max = Math.sqrt(Math.max(1, ...series.map((s) => Math.max(...keys.map((k) => s[k] || 0)))));
-  const step = w / series.length, bar = Math.max(1, step / (keys.length + 1));
+  const step = w / CHART_MINUTES, bar = step / (keys.length + 1);
+  const time = (t) => new Date(t).toTimeString().slice(0, 5);
   let out = "";
-  series.forEach((s, i) => keys.forEach((k, j) => {
-    const v = s[k] || 0, bh = (Math.sqrt(v) / max) * (h - 10);
-    out += `<rect x="${i * step + j * bar}" y="${h - bh}" width="${bar}" height="${bh}" fill="${COLORS[k]}"><title>${esc(s.minute)} ${k}: ${v}</title></rect>`;
-  }));
+  minutes.forEach((t, i) => {
+    const s = byMinute.get(t) || {};
+    keys.forEach((k, j) => {
+      const v = s[k] || 0, bh = (Math.sqrt(v) / max) * (h - 10);
+      if (v) out += `<rect x="${i * step + j * bar}" y="${h - bh}" width="${bar}" height="${bh}" fill="${COLORS[k]}"><title>${time(t)} ${k}: ${v}</title></rect>`;
+    });
+  });
+  out += `<text x="2" y="156" font-size="11" fill="#667085">${time(minutes[0])}</text>`;
+  out += `<text x="${w - 2}" y="156" font-size="11" fill="#667085" text-anchor="end">${time(newest)}</text>`;
   svg.innerHTML = out;
 }
 
