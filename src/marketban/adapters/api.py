@@ -140,7 +140,9 @@ class Api:
             except ValidationError as exc:
                 return _error(400, _validation_text(exc))
             except Exception:  # a bug answers 500, it must not take the worker's loop down
-                log.exception("internal error serving %s", request.path)
+                # The route's pattern, not the path: a path names an account or a decision.
+                route = request.match_info.route.resource
+                log.exception("internal error serving %s", route.canonical if route else "?")
                 return _error(500, "internal error; the worker log has the details")
 
         return guarded
