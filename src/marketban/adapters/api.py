@@ -13,13 +13,14 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from importlib import resources
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from faust.web import View
 from pydantic import BaseModel, ValidationError
 from yarl import URL
@@ -229,7 +230,8 @@ class Api:
         query = AccountQuery.model_validate(dict(request.query))
         now = datetime.now(SHANGHAI)  # wall-clock ok: "now" of a query, never of a decision (R6)
         today = query.at or now.date()
-        at = now if query.at is None else datetime.combine(today, now.timetz())
+        # A day asked about means its trading hours: its own session, or the next if closed.
+        at = now if query.at is None else datetime.combine(today, time(9, 30), SHANGHAI)
         state = self.engine.state
         link = state.links.get(account_id)
         account = state.accounts.get(account_id)
@@ -311,7 +313,12 @@ class Api:
             by=ask.by,
             at=datetime.now(UTC),  # wall-clock ok: when the analyst acted, not a decision input
         )
-        await self._record_disposition(disposition)
+        try:
+            await self._record_disposition(disposition)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise ApiProblem(
+                503, f"the disposition could not be recorded in Kafka ({type(exc).__name__}); retry"
+            ) from None
         return _model_response(disposition, status=202)
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
