@@ -1,7 +1,8 @@
 """The fault suite (issue 7): faults during steady flow, judged by ``marketban audit``.
 
-``make test`` runs the cases not marked ``chaos`` (the lost RocksDB directory) at a small size;
-``make chaos`` runs every case with ``MARKETBAN_CHAOS_SCALE`` (default there: 4) times the flow.
+``make test`` runs the cases not marked ``chaos`` (a killed worker, the lost RocksDB directory) at
+a small size; ``make chaos`` runs every case with ``MARKETBAN_CHAOS_SCALE`` (default there: 4)
+times the flow.
 """
 
 from __future__ import annotations
@@ -74,10 +75,6 @@ def assert_no_crash(*workers: Child) -> None:
         assert_logs_clean(w.log())
 
 
-# In make chaos only: under load, faust-streaming can stall after the rebalance this causes
-# (docs/operations.md, "Known and not fixed"); tests/integration/test_stream.py kills a worker in
-# every `make test`.
-@pytest.mark.chaos
 def test_two_workers_share_the_partitions_and_one_is_killed_mid_stream(
     kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from marketban.adapters.faust_fixes import _highwaters
+from marketban.adapters.faust_fixes import _highwaters, _on_recovery_completed, _resume_streams
 
 
 class _Consumer:
@@ -40,3 +40,78 @@ async def test_an_unknown_last_stable_offset_is_asked_of_the_broker() -> None:
 async def test_without_transactions_the_end_offsets_are_used() -> None:
     consumer = _Consumer({"a": None}, {"a": 12})
     assert await _highwaters(_thread(consumer, in_transaction=False), ["a"]) == {"a": 12}
+
+
+class _Recorder:
+    """A Faust Recovery and its app/consumer, reduced to recording the order of the calls."""
+
+    def __init__(self, assignment: set[str]) -> None:
+        self.calls: list[str] = []
+        calls = self.calls
+
+        class Consumer:
+            def assignment(self) -> set[str]:
+                return assignment
+
+            async def perform_seek(self) -> None:
+                calls.append("seek")
+
+            def resume_partitions(self, tps: set[str]) -> None:
+                calls.append(f"resume {sorted(tps)}")
+
+            def resume_flow(self) -> None:
+                calls.append("resume_flow")
+
+        async def send() -> None:
+            calls.append("rebalance_complete")
+
+        async def maybe_start() -> None:
+            calls.append("fetcher")
+
+        self.app = SimpleNamespace(
+            consumer=Consumer(),
+            consumer_generation_id=1,
+            conf=SimpleNamespace(broker_request_timeout=30),
+            on_rebalance_complete=SimpleNamespace(send=send),
+            flow_control=SimpleNamespace(resume=lambda: calls.append("flow_control")),
+            _fetcher=SimpleNamespace(maybe_start=maybe_start),
+            on_rebalance_end=lambda: calls.append("rebalance_end"),
+            assignor=SimpleNamespace(assigned_standbys=set),
+        )
+        self.log = SimpleNamespace(info=lambda *_: None, warning=lambda *_: calls.append("again"))
+        self.completed = SimpleNamespace(set=lambda: calls.append("completed"))
+        self.tables = SimpleNamespace(
+            values=list,
+            on_actives_ready=lambda: None,
+            on_standbys_ready=lambda: None,
+        )
+        self.actives_for_table = self.standbys_for_table = {}
+
+    def _is_changelog_tp(self, tp: str) -> bool:
+        return tp.endswith("-changelog")
+
+    async def _wait(self, coro: Any, timeout: float) -> None:  # noqa: ASYNC109, ARG002 - Faust's
+        await coro
+
+    def _set_recovery_ended(self) -> None:
+        self.calls.append("recovery_ended")
+
+
+async def test_recovery_seeks_the_stream_partitions_before_it_resumes_them() -> None:
+    for finish in (_resume_streams, _on_recovery_completed):
+        recovery = _Recorder({"orders", "links-changelog"})
+        await finish(recovery, generation_id=1)
+        calls = [c for c in recovery.calls if c not in ("rebalance_complete", "recovery_ended")]
+        # Resumed before the seek, the running fetcher hands the agent records from the old
+        # positions, and the seek then leaves a hole in Faust's acked offsets: commits stop.
+        assert calls[:2] == ["seek", "resume ['orders']"], finish
+        assert calls.index("resume_flow") > calls.index("completed") > 1
+        assert calls[-1] == "rebalance_end"
+
+
+async def test_recovery_ends_without_resuming_when_a_new_rebalance_began() -> None:
+    for finish in (_resume_streams, _on_recovery_completed):
+        recovery = _Recorder({"orders"})
+        await finish(recovery, generation_id=2)  # the consumer is at generation 1 already
+        assert "seek" not in recovery.calls
+        assert "again" in recovery.calls
