@@ -339,9 +339,9 @@ class MarketbanWorker:
             await self._send(event, self._encode(self._process(event, now)))
             msg = event.message
             if msg.topic == orders and msg.timestamp is not None:
-                # Faust gives the record's broker timestamp in seconds.
-                # wall-clock ok: a metric of how long the gateway waited, not a decision input
-                latency.observe(max(time.time() - msg.timestamp, 0.0))
+                # Faust gives the record's broker timestamp in seconds; a metric, not a decision.
+                waited = time.time() - msg.timestamp  # wall-clock ok
+                latency.observe(max(waited, 0.0))
 
     async def _ban_agent(self, stream: StreamT[Any]) -> None:
         async for event, now in self._batches(stream):
