@@ -5,7 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from marketban.adapters.faust_fixes import _highwaters, _on_recovery_completed, _resume_streams
+from marketban.adapters.faust_fixes import (
+    _highwaters,
+    _on_recovery_completed,
+    _resume_streams,
+    discard_local_state,
+)
 
 
 class _Consumer:
@@ -115,3 +120,79 @@ async def test_recovery_ends_without_resuming_when_a_new_rebalance_began() -> No
         await finish(recovery, generation_id=2)  # the consumer is at generation 1 already
         assert "seek" not in recovery.calls
         assert "again" in recovery.calls
+
+
+def test_local_state_and_what_recovery_knew_of_it_are_dropped_together() -> None:
+    resets: list[str] = []
+
+    class Table:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.data = SimpleNamespace(data={"k": "v"})  # a memory store keeps its dict
+
+        def reset_state(self) -> None:
+            resets.append(self.name)
+
+    tables = {"links": Table("links"), "accounts": Table("accounts")}
+    buffer = ["changelog record read before the rebalance"]
+    offsets = {"links-changelog-0": 5000}  # what Faust would resume reading from
+    recovery = SimpleNamespace(
+        tables=tables,
+        buffers={tables["links"]: buffer},
+        active_offsets=offsets,
+        standby_offsets={"accounts-changelog-1": 70},
+        active_highwaters={"links-changelog-0": 5200},
+        standby_highwaters={"accounts-changelog-1": 90},
+    )
+    discard_local_state(recovery)
+    assert sorted(resets) == ["accounts", "links"]
+    assert all(t.data.data == {} for t in tables.values())
+    # In place: Faust's changelog reader holds these very objects. An offset left behind would
+    # make recovery resume there, into an empty store, and lose every record before it.
+    assert buffer == []
+    assert offsets == {}
+    assert recovery.standby_offsets == recovery.active_highwaters == {}
+    assert recovery.standby_highwaters == {}
+
+
+def test_apply_installs_the_corrections_on_faust() -> None:
+    from faust.tables.recovery import Recovery  # noqa: PLC0415
+    from faust.transport.consumer import TransactionManager  # noqa: PLC0415
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread  # noqa: PLC0415
+
+    from marketban.adapters import faust_fixes  # noqa: PLC0415
+
+    faust_fixes.apply()
+    faust_fixes.apply()  # idempotent
+    assert Recovery.on_rebalance is faust_fixes._on_rebalance
+    assert Recovery.on_recovery_completed is _on_recovery_completed
+    assert Recovery._resume_streams is _resume_streams
+    assert AIOKafkaConsumerThread._highwaters is _highwaters
+    assert TransactionManager.commit is faust_fixes._commit
+    assert faust_fixes._faust_on_rebalance is not faust_fixes._on_rebalance
+
+
+async def test_a_commit_waits_for_the_batch_that_holds_the_barrier(monkeypatch: Any) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from marketban.adapters import faust_fixes  # noqa: PLC0415
+
+    committed: list[str] = []
+
+    async def faust_commit(_self: Any, offsets: Any, _start: bool) -> bool:
+        committed.append(offsets)
+        return True
+
+    monkeypatch.setattr(faust_fixes, "_faust_commit", faust_commit)
+    barrier = asyncio.Lock()
+    manager = SimpleNamespace(app=SimpleNamespace(**{faust_fixes.COMMIT_BARRIER: barrier}))
+    async with barrier:  # a batch is being handled: outputs sent, table writes still buffered
+        commit = asyncio.create_task(faust_fixes._commit(manager, "offsets"))
+        await asyncio.sleep(0.05)
+        assert committed == []  # the commit timer fired, and waits for the batch
+    assert await commit is True
+    assert committed == ["offsets"]
+    # Without a barrier (another Faust app in the process) commits go straight through.
+    bare = SimpleNamespace(app=SimpleNamespace())
+    assert await faust_fixes._commit(bare, "more") is True
+    assert committed == ["offsets", "more"]

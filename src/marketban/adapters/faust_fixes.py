@@ -1,4 +1,4 @@
-"""Two corrections to faust-streaming 0.15.3, applied by the worker before its app starts.
+"""Four corrections to faust-streaming 0.15.3, applied by the worker before its app starts.
 
 1. Highwaters under exactly-once. Faust's table recovery asks the consumer for each changelog
    partition's last stable offset (``AIOKafkaConsumer.last_stable_offset``). aiokafka knows that
@@ -21,6 +21,30 @@
    under load" (docs/operations.md); the worker's log showed batches of records delivered between
    "Seek stream partitions to committed offsets" and "Worker ready", then the same offsets again.
    The correction seeks while the partitions are still paused, then resumes them.
+
+3. Local table state is dropped at every rebalance, and Faust's recovery bookkeeping with it.
+   Faust writes a table change to its local store at once and to the changelog inside the
+   transaction; a transaction aborted at a rebalance leaves its writes in the local store, and the
+   worker then re-reads the input against state that already holds their effects (the fault suite
+   saw 47 orders skipped as "already applied" whose decisions had been aborted). So the local
+   stores are emptied whenever partitions are assigned, and recovery reloads every partition from
+   its changelog, read_committed. Emptying the stores alone is not enough: Faust's recovery
+   remembers, per changelog partition it keeps across the rebalance, the offset it had read to,
+   and resumes from there — from an empty store that loses every record before it. (The fault
+   suite's join-and-leave case at 4x decided orders of banned persons as "no person is linked"
+   right after its third rebalance.) The recovery's offsets, highwaters and unapplied buffers are
+   cleared with the stores. The cost is a full table recovery per rebalance and start.
+
+4. A commit barrier. Faust's commit timer runs beside the agent. The worker sends a record's
+   outputs at once, while its table writes (the ``progress`` guard, account state) wait in Faust's
+   producer buffer until the batch ends; a commit in between puts the outputs in one transaction
+   and the table writes in the next. If that next one is aborted (a rebalance), the record is read
+   again with no trace of having been handled and decided a second time — the fault suite's
+   join-and-leave case saw four orders decided twice. With a barrier installed on the app
+   (``COMMIT_BARRIER``), Faust's transactional commit waits for it; the worker holds it while it
+   handles a batch, from the first record to the flush of its table writes, so a commit falls
+   only between batches: outputs and state of every record in one transaction, and the offsets
+   (acknowledged after the batch) in the same one or a later one, where the guard skips them.
 """
 
 from __future__ import annotations
@@ -32,6 +56,7 @@ from typing import Any
 
 import faust
 from faust.tables import recovery as faust_recovery
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 log = logging.getLogger(__name__)
@@ -114,6 +139,57 @@ async def _start_flow(recovery: Any, *, standbys_ready: bool = True) -> None:  #
     recovery.log.info("Worker ready")
 
 
+_faust_on_rebalance = faust_recovery.Recovery.on_rebalance
+
+
+def discard_local_state(recovery: Any) -> None:  # noqa: ANN401 - faust is untyped
+    """Empty every table's local store and what recovery knew of it (correction 3)."""
+    for table in recovery.tables.values():
+        table.reset_state()
+        data = getattr(table.data, "data", None)  # the memory store's reset_state keeps it
+        if isinstance(data, dict):
+            data.clear()
+    # Cleared in place: Faust's changelog reader holds references to these very objects.
+    for buffer in recovery.buffers.values():
+        buffer.clear()
+    for known in (
+        recovery.active_offsets,
+        recovery.standby_offsets,
+        recovery.active_highwaters,
+        recovery.standby_highwaters,
+    ):
+        known.clear()
+
+
+async def _on_rebalance(
+    self: Any,  # noqa: ANN401 - faust is untyped
+    assigned: Any,  # noqa: ANN401
+    revoked: Any,  # noqa: ANN401
+    newly_assigned: Any,  # noqa: ANN401
+    generation_id: int = 0,
+) -> None:
+    discard_local_state(self)
+    log.info("rebalance: local table state dropped; recovery reloads it from the changelogs")
+    await _faust_on_rebalance(self, assigned, revoked, newly_assigned, generation_id)
+
+
+#: The app attribute holding the worker's commit barrier (an asyncio.Lock), correction 4.
+COMMIT_BARRIER = "marketban_commit_barrier"
+_faust_commit = TransactionManager.commit
+
+
+async def _commit(
+    self: Any,  # noqa: ANN401 - faust is untyped
+    offsets: Any,  # noqa: ANN401
+    start_new_transaction: bool = True,
+) -> bool:
+    barrier = getattr(self.app, COMMIT_BARRIER, None)
+    if barrier is None:
+        return bool(await _faust_commit(self, offsets, start_new_transaction))
+    async with barrier:
+        return bool(await _faust_commit(self, offsets, start_new_transaction))
+
+
 def apply() -> None:
     """Install the corrections (idempotent); warn when Faust is not the version they are for."""
     if faust.__version__ != FIXED_VERSION:
@@ -126,3 +202,5 @@ def apply() -> None:
     faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]  # noqa: SLF001
     faust_recovery.Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]  # noqa: SLF001
     faust_recovery.Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
+    faust_recovery.Recovery.on_rebalance = _on_rebalance  # type: ignore[method-assign]
+    TransactionManager.commit = _commit  # type: ignore[method-assign]
