@@ -121,7 +121,15 @@ def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() ->
     out += engine.handle("orders", "A1", b"{broken", Source("marketban.orders"))
     metrics = Metrics(lambda: {"accounts": 2}, lambda: {("marketban.orders", 0): 7})
     metrics.count(out, prefix_len=len("marketban."))
+    for seconds in (0.003, 0.5, 0.005):  # 0.005 is on a bound: counted as <= it
+        metrics.observe_latency(seconds)
     text = metrics.exposition().decode()
+    assert 'marketban_decision_latency_seconds_bucket{le="0.002"} 0.0' in text
+    assert 'marketban_decision_latency_seconds_bucket{le="0.005"} 2.0' in text
+    assert 'marketban_decision_latency_seconds_bucket{le="0.5"} 3.0' in text
+    assert 'marketban_decision_latency_seconds_bucket{le="+Inf"} 3.0' in text
+    assert "marketban_decision_latency_seconds_count 3.0" in text
+    assert "marketban_decision_latency_seconds_sum 0.508" in text
     assert 'marketban_decisions_total{clause="",verdict="block"} 1.0' in text
     assert 'marketban_decisions_total{clause="",verdict="allow"} 1.0' in text
     assert 'marketban_violations_total{kind="blocked_attempt"} 1.0' in text

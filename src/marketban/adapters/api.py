@@ -25,6 +25,7 @@ from faust.web import View
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
+from marketban.adapters.metrics import CONTENT_TYPE
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine
 from marketban.domain.fastpath import DecisionRecord, json_bytes
@@ -217,7 +218,7 @@ class Api:
         )
 
     async def _metrics_page(self, _request: web.Request) -> web.StreamResponse:
-        return web.Response(body=self._metrics(), headers={"Content-Type": METRICS_TYPE})
+        return web.Response(body=self._metrics(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _openapi_page(self, _request: web.Request) -> web.StreamResponse:
         return _json_response(self._openapi)
@@ -375,9 +376,6 @@ class Api:
         finally:
             self.violations.listeners.remove(listen)
         return response
-
-
-METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _view(name: str, method: Literal["get", "post"], handler: Handler) -> type[View]:

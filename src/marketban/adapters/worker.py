@@ -318,14 +318,14 @@ class MarketbanWorker:
 
     async def _account_agent(self, stream: StreamT[Any]) -> None:
         orders = self.settings.topic("orders")
-        latency = self.metrics.latency
+        metrics = self.metrics
         async for event, now in self._batches(stream):
             await self._send(event, self._encode(self._process(event, now)))
             msg = event.message
             if msg.topic == orders and msg.timestamp is not None:
                 # Faust gives the record's broker timestamp in seconds; a metric, not a decision.
                 waited = time.time() - msg.timestamp  # wall-clock ok
-                latency.observe(max(waited, 0.0))
+                metrics.observe_latency(max(waited, 0.0))
 
     async def _ban_agent(self, stream: StreamT[Any]) -> None:
         async for event, now in self._batches(stream):
