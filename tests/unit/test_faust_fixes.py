@@ -169,6 +169,7 @@ def test_apply_installs_the_corrections_on_faust() -> None:
     assert Recovery._resume_streams is _resume_streams
     assert AIOKafkaConsumerThread._highwaters is _highwaters
     assert TransactionManager.commit is faust_fixes._commit
+    assert TransactionManager.on_partitions_revoked is faust_fixes._abort_open_transactions
     assert faust_fixes._faust_on_rebalance is not faust_fixes._on_rebalance
 
 
@@ -196,3 +197,37 @@ async def test_a_commit_waits_for_the_batch_that_holds_the_barrier(monkeypatch: 
     bare = SimpleNamespace(app=SimpleNamespace())
     assert await faust_fixes._commit(bare, "more") is True
     assert committed == ["offsets", "more"]
+
+
+async def test_transactions_still_open_after_the_revocation_commit_are_aborted(
+    monkeypatch: Any,
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from marketban.adapters import faust_fixes  # noqa: PLC0415
+
+    calls: list[str] = []
+
+    async def faust_revoked(_self: Any, _revoked: Any) -> None:
+        calls.append("faust: flush")
+
+    monkeypatch.setattr(faust_fixes, "_faust_on_partitions_revoked", faust_revoked)
+
+    def transactional(*, open_: bool) -> Any:
+        return SimpleNamespace(_txn_manager=SimpleNamespace(is_in_transaction=lambda: open_))
+
+    async def abort_transaction(tid: str) -> None:
+        calls.append(f"abort {tid}")
+
+    producer = SimpleNamespace(
+        _transaction_producers={
+            "app-1-0": transactional(open_=True),  # kept across the rebalance, uncommitted sends
+            "app-1-1": transactional(open_=False),  # committed and ended by Faust
+        },
+        abort_transaction=abort_transaction,
+    )
+    manager = SimpleNamespace(
+        producer=producer, app=SimpleNamespace(**{faust_fixes.COMMIT_BARRIER: asyncio.Lock()})
+    )
+    await faust_fixes._abort_open_transactions(manager, {"orders-0"})
+    assert calls == ["faust: flush", "abort app-1-0"]

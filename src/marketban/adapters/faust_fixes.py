@@ -1,4 +1,4 @@
-"""Four corrections to faust-streaming 0.15.3, applied by the worker before its app starts.
+"""Five corrections to faust-streaming 0.15.3, applied by the worker before its app starts.
 
 1. Highwaters under exactly-once. Faust's table recovery asks the consumer for each changelog
    partition's last stable offset (``AIOKafkaConsumer.last_stable_offset``). aiokafka knows that
@@ -45,6 +45,16 @@
    handles a batch, from the first record to the flush of its table writes, so a commit falls
    only between batches: outputs and state of every record in one transaction, and the offsets
    (acknowledged after the batch) in the same one or a later one, where the guard skips them.
+
+5. Open transactions are aborted when partitions are revoked. Faust commits what it can at a
+   revocation, but a transaction whose input offsets could not be committed stays open, and for a
+   partition the worker keeps across the rebalance Faust simply goes on with it ("Invalid state
+   transition IN_TRANSACTION -> IN_TRANSACTION" in the log). The consumer meanwhile rewinds to the
+   committed offsets, so those records are handled again and their outputs join the same open
+   transaction a second time; when it commits, both copies become visible (the join-and-leave
+   case at 4x: six orders decided twice, the second time right after the rebalance). Aborting
+   every open transaction once Faust's revocation commit is done discards exactly the outputs
+   whose inputs will be read again; the assignment then begins fresh transactions.
 """
 
 from __future__ import annotations
@@ -190,6 +200,25 @@ async def _commit(
         return bool(await _faust_commit(self, offsets, start_new_transaction))
 
 
+_faust_on_partitions_revoked = TransactionManager.on_partitions_revoked
+
+
+async def _abort_open_transactions(self: Any, revoked: Any) -> None:  # noqa: ANN401
+    await _faust_on_partitions_revoked(self, revoked)  # flushes the producer
+    barrier = getattr(self.app, COMMIT_BARRIER, None)
+    producer = self.producer
+    for tid, transactional in list(getattr(producer, "_transaction_producers", {}).items()):
+        manager = getattr(transactional, "_txn_manager", None)
+        if manager is None or not manager.is_in_transaction():
+            continue
+        log.info("rebalance: aborting the open transaction %s; its inputs are read again", tid)
+        if barrier is None:
+            await producer.abort_transaction(tid)
+        else:
+            async with barrier:  # never in the middle of a batch's sends
+                await producer.abort_transaction(tid)
+
+
 def apply() -> None:
     """Install the corrections (idempotent); warn when Faust is not the version they are for."""
     if faust.__version__ != FIXED_VERSION:
@@ -204,3 +233,4 @@ def apply() -> None:
     faust_recovery.Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     faust_recovery.Recovery.on_rebalance = _on_rebalance  # type: ignore[method-assign]
     TransactionManager.commit = _commit  # type: ignore[method-assign]
+    TransactionManager.on_partitions_revoked = _abort_open_transactions  # type: ignore[method-assign]
