@@ -26,7 +26,6 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from marketban.adapters.metrics import CONTENT_TYPE
-from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine
 from marketban.domain.fastpath import DecisionRecord, json_bytes
 from marketban.domain.models import Decision, Order
@@ -78,7 +77,6 @@ class Api:
         self,
         app: Any,  # noqa: ANN401 - faust is untyped
         settings: Settings,
-        calendar: MarketCalendar,
         engine: Engine,
         violations: ViolationLog,
         record_disposition: Callable[[Disposition], Awaitable[None]],
@@ -87,7 +85,6 @@ class Api:
     ) -> None:
         self.app = app
         self.settings = settings
-        self.calendar = calendar
         self.engine = engine
         self.violations = violations
         self._record_disposition = record_disposition
@@ -238,7 +235,7 @@ class Api:
         account = state.accounts.get(account_id)
         if link is None and account is None:
             raise ApiProblem(404, f"no account {account_id!r} is known to marketban")
-        session = self.calendar.session_of(at).day
+        session = self.engine.calendar.session_of(at).day
         view = queries.account_view(
             account_id, link, state.persons, account, today=today, session=session
         )

@@ -183,7 +183,6 @@ class MarketbanWorker:
         Api(
             self.app,
             s,
-            calendar,
             self.engine,
             self.violation_log,
             self.dispositions.record,
