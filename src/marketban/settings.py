@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         le=1,
         description="seconds the worker waits to fill a batch before deciding what it has",
     )
+    max_task_idle: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="seconds a task holds its records back for a lagging input partition that "
+        "may still deliver earlier ones (then it goes on: the order is no longer guaranteed)",
+    )
     web_advertised_host: str = Field(
         "",
         description="host name other workers reach this one's web server at (API routing); "
@@ -137,7 +144,17 @@ class Settings(BaseSettings):
         """The internal compacted topic every worker reads the ban view from."""
         return f"{self.app_id}-ban-windows"
 
+    @property
+    def changelog_topic(self) -> str:
+        """The compacted topic of the decider's task state (partition p: task p)."""
+        return f"{self.app_id}-state-changelog"
+
+    @property
+    def web_url(self) -> str:
+        """The URL other workers reach this worker's web server at (API routing)."""
+        return f"http://{self.web_advertised_host or self.web_bind}:{self.web_port}"
+
     @cached_property
     def app_id(self) -> str:
-        """Faust application id: also its consumer group and the prefix of its changelogs."""
+        """The decider's consumer group, and the prefix of its transactional ids and own topics."""
         return f"{self.topic_prefix}worker"

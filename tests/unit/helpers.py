@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from marketban.domain.calendars import default_calendar
-from marketban.domain.engine import Engine, Output, Source
+from marketban.domain.engine import INTERNAL_OUTPUTS, Engine, Output, Source
 
 CAL = default_calendar()
 
@@ -74,7 +74,8 @@ def key_of(topic: str, value: dict[str, Any]) -> str:
 def feed(engine: Engine, *messages: tuple[str, dict[str, Any]]) -> list[Output]:
     out: list[Output] = []
     for topic, value in messages:
-        out.extend(engine.handle(topic, key_of(topic, value), value, Source(topic)))
+        outputs = engine.handle(topic, key_of(topic, value), value, Source(topic))
+        out.extend(o for o in outputs if o[0] not in INTERNAL_OUTPUTS)
     return out
 
 

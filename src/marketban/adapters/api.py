@@ -2,7 +2,7 @@
 
 Thin glue: parse the request into a pydantic model, call ``marketban.service.queries`` (or the
 engine's dry run, or the violation log), write the model as JSON. Account-keyed requests go to the
-worker that owns the account's partition (Faust's partition assignor knows every worker's URL);
+worker that owns the account's task (the decider's assignor tells every worker each owner's URL);
 the register and the violations are broadcast views, so any worker answers them.
 """
 
@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, time
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -26,6 +26,8 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from marketban.adapters.metrics import CONTENT_TYPE
+from marketban.domain.bans import BanView
+from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine
 from marketban.domain.fastpath import DecisionRecord, json_bytes
 from marketban.domain.models import Decision, Order
@@ -70,6 +72,16 @@ class ApiProblem(Exception):  # noqa: N818 - an HTTP answer, not a crash
         self.message = message
 
 
+class AccountOwners(Protocol):
+    """Who holds an account's state: this worker's engine for it, or the owner's URL."""
+
+    def engine_for(self, account_id: str) -> Engine | None:
+        """The local engine that owns the account, or None."""
+
+    def owner_url(self, account_id: str) -> str | None:
+        """The URL of the worker that owns the account, when known."""
+
+
 class Api:
     """Registers every web page of the worker on its Faust app."""
 
@@ -77,7 +89,9 @@ class Api:
         self,
         app: Any,  # noqa: ANN401 - faust is untyped
         settings: Settings,
-        engine: Engine,
+        accounts: AccountOwners,
+        register: BanView,
+        calendar: MarketCalendar,
         violations: ViolationLog,
         record_disposition: Callable[[Disposition], Awaitable[None]],
         readiness: Callable[[], Mapping[str, bool]],
@@ -85,7 +99,9 @@ class Api:
     ) -> None:
         self.app = app
         self.settings = settings
-        self.engine = engine
+        self.accounts = accounts
+        self.register = register
+        self.calendar = calendar
         self.violations = violations
         self._record_disposition = record_disposition
         self._readiness = readiness
@@ -170,16 +186,18 @@ class Api:
 
     # ---- routing -------------------------------------------------------------------------------
 
-    async def _owner_answer(self, request: web.Request, account_id: str) -> web.Response | None:
-        """The owner's answer when another worker owns ``account_id``; None when this one does."""
+    async def _owner_engine(self, request: web.Request, account_id: str) -> Engine | web.Response:
+        """This worker's engine for ``account_id``, or the answer of the worker that owns it."""
+        engine = self.accounts.engine_for(account_id)
+        if engine is not None:
+            return engine
         if request.headers.get(ROUTED_HEADER):
-            return None  # passed on already: answer here rather than bounce
-        try:
-            url = self.app.router.key_store("accounts", account_id.encode())
-        except KeyError:
-            raise ApiProblem(503, "partitions are being assigned; retry shortly") from None
-        if _ident(url) == _ident(URL(str(self.app.conf.canonical_url))):
-            return None
+            # Passed on already: never bounce again (the assignment is changing).
+            raise ApiProblem(503, "partitions are being assigned; retry shortly")
+        owner = self.accounts.owner_url(account_id)
+        if not owner or owner == self.settings.web_url:
+            raise ApiProblem(503, "partitions are being assigned; retry shortly")
+        url = URL(owner)
         headers = {ROUTED_HEADER: "1"}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
@@ -221,21 +239,21 @@ class Api:
         return _json_response(self._openapi)
 
     async def _account(self, request: web.Request, account_id: str) -> web.StreamResponse:
-        routed = await self._owner_answer(request, account_id)
-        if routed is not None:
-            return routed
+        engine = await self._owner_engine(request, account_id)
+        if isinstance(engine, web.Response):
+            return engine
         self._require_ready()
         query = AccountQuery.model_validate(dict(request.query))
         now = datetime.now(SHANGHAI)  # wall-clock ok: "now" of a query, never of a decision (R6)
         today = query.at or now.date()
         # A day asked about means its trading hours: its own session, or the next if closed.
         at = now if query.at is None else datetime.combine(today, time(9, 30), SHANGHAI)
-        state = self.engine.state
+        state = engine.state
         link = state.links.get(account_id)
         account = state.accounts.get(account_id)
         if link is None and account is None:
             raise ApiProblem(404, f"no account {account_id!r} is known to marketban")
-        session = self.engine.calendar.session_of(at).day
+        session = self.calendar.session_of(at).day
         view = queries.account_view(
             account_id, link, state.persons, account, today=today, session=session
         )
@@ -245,15 +263,15 @@ class Api:
         account_id = request.query.get("account_id", "")
         if not account_id:
             raise ApiProblem(400, "account_id is required")
-        routed = await self._owner_answer(request, account_id)
-        if routed is not None:
-            return routed
+        engine = await self._owner_engine(request, account_id)
+        if isinstance(engine, web.Response):
+            return engine
         self._require_ready()
         try:
             order = validate(Order, _order_fields(request.query))
         except DecodeError as exc:
             raise ApiProblem(400, f"invalid order: {exc}") from None
-        outputs = self.engine.dry_run(order)
+        outputs = engine.dry_run(order)
         topic, _key, value = outputs[0]
         if topic == "rejected":
             raise ApiProblem(409, getattr(value, "error", "the order cannot be decided"))
@@ -267,14 +285,14 @@ class Api:
     async def _bans(self, request: web.Request) -> web.StreamResponse:
         self._require_view()
         q = BansQuery.model_validate(dict(request.query))
-        records = self.engine.state.persons.decisions()
+        records = self.register.decisions()
         return _model_response(
             queries.register_page(records, q.offset, q.limit, person_id=q.person_id, text=q.q)
         )
 
     async def _ban(self, _request: web.Request, decision_id: str) -> web.StreamResponse:
         self._require_view()
-        record = self.engine.state.persons.decision(decision_id)
+        record = self.register.decision(decision_id)
         if record is None:
             raise ApiProblem(404, f"no decision {decision_id!r} is in the register")
         return _model_response(queries.register_detail(record))
@@ -380,10 +398,6 @@ def _view(name: str, method: Literal["get", "post"], handler: Handler) -> type[V
         return await handler(request, **match)
 
     return type(name, (View,), {method: call})
-
-
-def _ident(url: URL) -> tuple[str, int]:
-    return (url.host or "", int(url.port or 80))
 
 
 def _order_fields(query: Mapping[str, str]) -> dict[str, Any]:

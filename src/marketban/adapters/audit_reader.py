@@ -11,15 +11,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
 from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
-from marketban.service.audit import SEQ_HEADER, Record, Report, audit
+from marketban.service.audit import Record, Report, audit
 from marketban.settings import Settings
 
 
 def _record(topic: str, rec: ConsumerRecord[bytes, bytes]) -> Record:
-    seq = None
-    for name, raw in rec.headers or ():
-        if name == SEQ_HEADER:
-            seq = int(raw)
     return Record(
         topic=topic,
         partition=rec.partition,
@@ -27,12 +23,15 @@ def _record(topic: str, rec: ConsumerRecord[bytes, bytes]) -> Record:
         key=rec.key.decode("utf-8", errors="replace") if rec.key is not None else None,
         value=rec.value or b"",
         timestamp_ms=rec.timestamp,
-        seq=seq,
+        key_bytes=rec.key,
     )
 
 
-async def read_topics(settings: Settings, names: tuple[str, ...], idle_s: float) -> list[Record]:
-    """Every committed record of the named topics (spec names), as of their ends when asked.
+async def read_topics(
+    settings: Settings, names: tuple[str, ...], idle_s: float
+) -> tuple[list[Record], dict[str, int]]:
+    """Every committed record of the named topics (spec names), as of their ends when asked,
+    and each topic's partition count.
 
     Stops when every partition reached the last stable offset it had at the start, or after
     ``idle_s`` without a record (a partition whose end is an abort marker is never "reached").
@@ -50,6 +49,7 @@ async def read_topics(settings: Settings, names: tuple[str, ...], idle_s: float)
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may be brand new
         tps = [TopicPartition(t, p) for t in full for p in consumer.partitions_for_topic(t) or ()]
+        counts = {full[t]: len(consumer.partitions_for_topic(t) or ()) for t in full}
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -65,17 +65,18 @@ async def read_topics(settings: Settings, names: tuple[str, ...], idle_s: float)
                 break
     finally:
         await consumer.stop()
-    return records
+    return records, counts
 
 
 async def run_audit(settings: Settings, idle_s: float) -> Report:
     """Read the deployment's topics and audit them."""
     # One pass over both, so a quiet partition costs the idle wait once, not twice.
-    records = await read_topics(settings, INPUT_TOPICS + OUTPUT_TOPICS, idle_s)
+    records, counts = await read_topics(settings, INPUT_TOPICS + OUTPUT_TOPICS, idle_s)
     inputs = [r for r in records if r.topic in INPUT_TOPICS]
     outputs = [r for r in records if r.topic in OUTPUT_TOPICS]
-    engine = Engine(default_calendar(settings.holidays_file))
-    return audit(engine, settings.topic(""), inputs, outputs)
+    calendar = default_calendar(settings.holidays_file)
+    partitions = counts.get("orders") or settings.topic_partitions
+    return audit(lambda: Engine(calendar), settings.topic(""), partitions, inputs, outputs)
 
 
 def audit_command(settings: Settings, idle_s: float) -> int:

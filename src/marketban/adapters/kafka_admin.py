@@ -7,6 +7,7 @@ import contextlib
 import ssl
 import sys
 from collections.abc import Iterable
+from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -191,10 +192,18 @@ async def _partition_counts(
         await asyncio.sleep(0.1)
 
 
+#: Inputs are stamped by the broker: the decider's order (spec R6) is the order of arrival.
+_ARRIVAL_TIME: Final = {"message.timestamp.type": "LogAppendTime"}
+
+
 def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
-    """Every topic the worker needs, with its configs (ban-windows is compacted)."""
-    plan: dict[str, dict[str, str]] = {settings.topic(n): {} for n in INPUT_TOPICS + OUTPUT_TOPICS}
+    """Every topic the worker needs, with its configs."""
+    plan: dict[str, dict[str, str]] = {settings.topic(n): dict(_ARRIVAL_TIME) for n in INPUT_TOPICS}
+    plan.update({settings.topic(n): {} for n in OUTPUT_TOPICS})
+    # Ban decisions are legal records every task rebuilds its ban book from: never expired.
+    plan[settings.topic("bans")]["retention.ms"] = "-1"
     plan[settings.ban_windows_topic] = {"cleanup.policy": "compact"}
+    plan[settings.changelog_topic] = {"cleanup.policy": "compact"}
     # Analysts' dispositions are the audit trail of Art. 14 follow-up: kept, never expired.
     plan[settings.dispositions_topic] = {"retention.ms": "-1"}
     return plan

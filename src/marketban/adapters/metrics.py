@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from marketban.decider.partitioning import MISPLACED
 from marketban.domain.engine import Output
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -34,6 +35,11 @@ _COUNTERS = {
     "d": ("marketban_decisions", "Orders decided, by verdict and clause", ["verdict", "clause"]),
     "v": ("marketban_violations", "Violations emitted, by kind", ["kind"]),
     "r": ("marketban_rejected", "Input records rejected, by source topic", ["topic"]),
+    "m": (
+        "marketban_misplaced",
+        "Input records in another partition than murmur2(key) mod N (rejected; orders blocked)",
+        ["topic"],
+    ),
 }
 
 
@@ -49,16 +55,21 @@ class Metrics(Collector):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
-    def count(self, outputs: Iterable[Output], prefix_len: int) -> None:
-        """Count what one input caused (decisions, violations, rejections)."""
+    def count(self, outputs: Iterable[Output], source: str) -> None:
+        """Count what one input of ``source`` (spec topic name) caused."""
         counts = self._counts
         for topic, _key, value in outputs:
             if topic == "decisions":
                 key: tuple[str, ...] = ("d", value.verdict, value.clause or "")  # type: ignore[union-attr]
             elif topic == "violations":
                 key = ("v", value.kind)  # type: ignore[union-attr]
+            elif topic == "rejected":
+                key = ("r", source)
+                if value.error.startswith(MISPLACED):  # type: ignore[union-attr]
+                    misplaced = ("m", source)
+                    counts[misplaced] = counts.get(misplaced, 0) + 1
             else:
-                key = ("r", value.source_topic[prefix_len:])  # type: ignore[union-attr]
+                continue
             counts[key] = counts.get(key, 0) + 1
 
     def observe_latency(self, seconds: float) -> None:

@@ -235,6 +235,22 @@ def windows_of(record: BanRecord, calendar: MarketCalendar) -> list[Window]:
     return out
 
 
+def ban_windows(record: BanRecord, calendar: MarketCalendar) -> BanWindows:
+    """What a decision record means for its person now, with its register entry (R2 applied)."""
+    return BanWindows(
+        decision_id=record.decision_id,
+        version=record.version,
+        person_id=record.person_id,
+        windows=windows_of(record, calendar),
+        person_name=record.person_name,
+        issuer=record.issuer,
+        served_on=record.served_on,
+        revoked_on=record.revoked_on,
+        measures=record.measures,
+        history=record.history,
+    )
+
+
 class BanBook:
     """Applies ban events to decision records and publishes what each change means (R1, R2)."""
 
@@ -281,20 +297,7 @@ class BanBook:
                 except InvalidDecision as exc:
                     rejected.append((later, str(exc)))
         self._bans[event.decision_id] = record
-        self._publish(
-            BanWindows(
-                decision_id=record.decision_id,
-                version=record.version,
-                person_id=record.person_id,
-                windows=windows_of(record, self._calendar),
-                person_name=record.person_name,
-                issuer=record.issuer,
-                served_on=record.served_on,
-                revoked_on=record.revoked_on,
-                measures=record.measures,
-                history=record.history,
-            )
-        )
+        self._publish(ban_windows(record, self._calendar))
         return rejected
 
 

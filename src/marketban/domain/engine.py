@@ -1,13 +1,15 @@
 """The decision engine: one input event in, the decisions/violations/rejections it causes out.
 
-The same engine runs over plain dicts (``marketban replay``, tests) and over Faust tables (the
-worker): its state lives in four mappings and every change is written back with ``m[key] = v``,
-which is what makes a table write its changelog. Time comes only from the events (spec R6).
+The same engine runs over plain dicts (``marketban replay``, tests) and over a task's store (the
+decider): its state lives in four mappings and every change is written back with ``m[key] = v``,
+which is what marks a key for the task's changelog. Time comes only from the events (spec R6).
+A ban change also leaves as a ``ban-windows`` output (what the decision now means, for the
+register); replay and audit ignore those, the stream publishes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
@@ -55,6 +57,8 @@ ORDER_RETENTION = timedelta(days=7)
 
 Payload = bytes | dict[str, Any]
 Output = tuple[str, str | None, BaseModel | DecisionRecord]
+#: Outputs that are not records of the spec's output topics (R7 prints only those).
+INTERNAL_OUTPUTS: Final = frozenset({"ban-windows"})
 
 
 class Source(Struct, frozen=True):
@@ -150,19 +154,11 @@ class _Judgement:
 class Engine:
     """Applies input events to the state and returns the output records they cause."""
 
-    def __init__(
-        self,
-        calendar: MarketCalendar,
-        state: State | None = None,
-        publish: Callable[[BanWindows], None] | None = None,
-    ) -> None:
-        """``publish`` receives what each ban change means; by default it updates the view here.
-
-        The worker also sends it to the ``ban-windows`` topic, which every worker reads.
-        """
+    def __init__(self, calendar: MarketCalendar, state: State | None = None) -> None:
         self.calendar = calendar
         self.state = state or State()
-        self.book = BanBook(calendar, self.state.bans, publish or self.state.persons.apply)
+        self._changed: list[BanWindows] = []
+        self.book = BanBook(calendar, self.state.bans, self._changed.append)
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -246,7 +242,14 @@ class Engine:
         event = validate(BanEvent, obj)
         _require_key(key, event.decision_id, "decision_id")
         out: list[Output] = []
-        for bad, reason in self.book.apply(event):
+        rejected = self.book.apply(event)
+        # What the change means is applied here at once and also leaves as an output: the stream
+        # sends it to the ban-windows topic, from which every worker's register is built.
+        for record in self._changed:
+            self.state.persons.apply(record)
+            out.append(("ban-windows", record.decision_id, record))
+        self._changed.clear()
+        for bad, reason in rejected:
             if bad is event:
                 raw, note = payload, ""
             else:

@@ -17,28 +17,28 @@ processor wrote is compared with what replay gives, output by output:
 
 The processing-time stamps (``decided_at``, ``detected_at``) are not compared: replay has none.
 
-The replay order: when every input record carries the ``marketban-seq`` header (a producer's
-global sequence number across topics), that order; otherwise the broker timestamps, merged so
-that each partition keeps its own order. Orders and the executions or bans they race with on
-other topics can be consumed in another order than they were produced (a cancel produced after
-an order was decided can overtake an earlier order of the same account still in the backlog);
-a driver that needs an exact comparison keeps a causal order (tests/integration/chaos.py).
+The replay order is the stream's own (spec R6, ``marketban.decider.ordering``): per partition
+number, one fresh engine takes that partition of every account-keyed topic and every partition of
+``bans``, merged by record timestamp, topic order, partition and offset; records in the wrong
+partition are rejected (and orders blocked) as the decider does; a ban's rejection and register
+record count only in the task that owns the ban's partition. So the verdict does not depend on
+which worker read what when.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
-from marketban.domain.engine import Engine, Source
+from marketban.decider.handling import handle_in_task
+from marketban.decider.ordering import task_records
+from marketban.domain.engine import INTERNAL_OUTPUTS, Engine, Source
 from marketban.domain.fastpath import json_bytes
 
-SEQ_HEADER: Final = "marketban-seq"
 PROBLEMS: Final = (
     "orders_without_decision",
     "orders_with_several_decisions",
@@ -48,10 +48,6 @@ PROBLEMS: Final = (
 )
 _STAMPS: Final = {"decisions": "decided_at", "violations": "detected_at"}
 _EXAMPLES: Final = 10
-# Within one millisecond, reference data is taken to precede the order flow it conditions.
-_TOPIC_RANK: Final = {
-    t: i for i, t in enumerate(("bans", "accounts", "evidence", "holdings", "orders", "executions"))
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +60,14 @@ class Record:
     key: str | None
     value: bytes
     timestamp_ms: int = 0
-    seq: int | None = None
+    key_bytes: bytes | None = None  # the key as produced (the partition check hashes it)
 
 
 @dataclass
 class Report:
     """Counts of each problem, in total and per input partition, with a few examples of each."""
 
-    ordering: str
+    tasks: int
     inputs: Counter[str] = field(default_factory=Counter)
     outputs: Counter[str] = field(default_factory=Counter)
     problems: Counter[str] = field(default_factory=Counter)
@@ -94,7 +90,7 @@ class Report:
         """The report as JSON-ready data; every problem appears, also with 0."""
         return {
             "ok": self.ok,
-            "ordering": self.ordering,
+            "tasks": self.tasks,
             "inputs": dict(sorted(self.inputs.items())),
             "outputs": dict(sorted(self.outputs.items())),
             "problems": {p: self.problems[p] for p in PROBLEMS},
@@ -103,21 +99,6 @@ class Report:
             },
             "examples": {p: self.examples[p] for p in PROBLEMS if self.examples[p]},
         }
-
-
-def replay_order(inputs: Iterable[Record]) -> tuple[list[Record], str]:
-    """The inputs in the order they were produced, and which ordering was used."""
-    records = list(inputs)
-    if records and all(r.seq is not None for r in records):
-        return sorted(records, key=lambda r: r.seq or 0), "seq"
-    parts: dict[tuple[str, int], list[Record]] = defaultdict(list)
-    for r in records:
-        parts[r.topic, r.partition].append(r)
-    lanes = [sorted(p, key=lambda r: r.offset) for p in parts.values()]
-    merged = heapq.merge(
-        *lanes, key=lambda r: (r.timestamp_ms, _TOPIC_RANK.get(r.topic, 99), r.partition)
-    )
-    return list(merged), "timestamp"
 
 
 # An output's identity, and its content without the processing-time stamp.
@@ -141,22 +122,33 @@ def _content(topic: str, value: dict[str, Any]) -> bytes:
 
 
 def audit(
-    engine: Engine, prefix: str, inputs: Sequence[Record], outputs: Sequence[Record]
+    new_engine: Callable[[], Engine],
+    prefix: str,
+    partitions: int,
+    inputs: Sequence[Record],
+    outputs: Sequence[Record],
 ) -> Report:
-    """Replay ``inputs`` through ``engine`` (fresh) and compare with the processor's ``outputs``."""
-    ordered, ordering = replay_order(inputs)
-    report = Report(ordering)
+    """Replay ``inputs`` task by task through fresh engines and compare with ``outputs``."""
+    report = Report(partitions)
     expected: dict[_Identity, list[bytes]] = defaultdict(list)
     actual: dict[_Identity, list[bytes]] = defaultdict(list)
     where: dict[_Identity, str] = {}
-    for r in ordered:
+    for r in inputs:
         report.inputs[r.topic] += 1
-        source = Source(topic=f"{prefix}{r.topic}", partition=r.partition, offset=r.offset)
-        for topic, _key, value in engine.handle(r.topic, r.key, r.value, source):
-            data = orjson.loads(json_bytes(value))
-            ident = _identity(topic, data)
-            expected[ident].append(_content(topic, data))
-            where.setdefault(ident, f"{r.topic}[{r.partition}]")
+    for task in range(partitions):
+        engine = new_engine()
+        for r in task_records(inputs, task):
+            source = Source(topic=f"{prefix}{r.topic}", partition=r.partition, offset=r.offset)
+            caused = handle_in_task(
+                engine, task, partitions, r.topic, r.key, r.key_bytes, r.value, source, None
+            )
+            for topic, _key, value in caused:
+                if topic in INTERNAL_OUTPUTS:
+                    continue
+                data = orjson.loads(json_bytes(value))
+                ident = _identity(topic, data)
+                expected[ident].append(_content(topic, data))
+                where.setdefault(ident, f"{r.topic}[{r.partition}]")
     for r in outputs:
         report.outputs[r.topic] += 1
         try:

@@ -9,6 +9,7 @@ import orjson
 from pydantic import BaseModel
 
 from marketban.domain.engine import (
+    INTERNAL_OUTPUTS,
     Engine,
     Output,
     Payload,
@@ -81,6 +82,7 @@ def replay(engine: Engine, lines: Iterable[bytes], out: IO[bytes]) -> int:
         else:
             outputs = [read]
         for topic_out, key_out, value in outputs:
-            out.write(encode_output(topic_out, key_out, value))
+            if topic_out not in INTERNAL_OUTPUTS:
+                out.write(encode_output(topic_out, key_out, value))
         count += 1
     return count

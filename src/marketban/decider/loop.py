@@ -1,0 +1,404 @@
+"""The decider: a consumer group over the account-keyed inputs, a reader of ``bans``, its tasks.
+
+One consumer (group ``<prefix>worker``, ``TaskAssignor``) fetches the account-keyed inputs and
+hands each record to the task of its partition number; one unassigned consumer reads every
+partition of ``bans`` into a log all tasks share. Each task runs its own loop: take the ready
+records in order, decide, commit one transaction. On assignment, per task and in this order:
+its producer is initialised (which fences a zombie that still holds the task and ends its open
+transaction), the committed offsets are read, the store is restored, then the task runs. On
+revocation each task finishes the batch it is committing and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
+from aiokafka.errors import KafkaError
+
+from marketban.decider.assignor import TaskAssignor
+from marketban.decider.partitioning import ACCOUNT_TOPICS
+from marketban.decider.restore import restore
+from marketban.decider.store import TaskStore
+from marketban.decider.task import BanLog, FencedError, Lane, Task, TaskConfig
+from marketban.domain.calendars import MarketCalendar
+from marketban.domain.engine import Engine
+from marketban.domain.models import OUTPUT_TOPICS
+from marketban.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Records a task may have queued before its partitions are paused (bounded memory).
+MAX_QUEUED: Final = 20_000
+_FETCH_WAIT_MS: Final = 5
+
+
+class Decider:
+    """Runs the tasks this worker is assigned; the Faust app starts and stops it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        calendar: MarketCalendar,
+        metrics: Any = None,  # noqa: ANN401
+    ) -> None:
+        s = settings
+        self.settings = s
+        self.topics = {s.topic(t): t for t in ACCOUNT_TOPICS}
+        self.topics[s.topic("bans")] = "bans"
+        self.config = TaskConfig(
+            group=s.app_id,
+            partitions=s.topic_partitions,
+            prefix=s.topic_prefix,
+            changelog=s.changelog_topic,
+            batch_max=s.batch_max,
+            max_idle_s=s.max_task_idle,
+            calendar=calendar,
+            topics=self.topics,
+            outputs={
+                **{name: s.topic(name) for name in OUTPUT_TOPICS},
+                "ban-windows": s.ban_windows_topic,
+            },
+            metrics=metrics,
+        )
+        self.assignor = TaskAssignor(s.web_url)
+        self.tasks: dict[int, Task] = {}
+        self.bans = BanLog()
+        self.bans_loaded = asyncio.Event()
+        self.rebalancing = True
+        self.fenced = 0
+        self._runs: dict[int, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._bans_consumer: AIOKafkaConsumer | None = None
+        self._paused: set[int] = set()
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the group and start reading."""
+        s = self.settings
+        self._bans_consumer = AIOKafkaConsumer(
+            **s.kafka(),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
+        )
+        await self._bans_consumer.start()
+        self._consumer = AIOKafkaConsumer(
+            **s.kafka(),
+            group_id=s.app_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(self.assignor,),
+            session_timeout_ms=int(s.session_timeout * 1000),
+            heartbeat_interval_ms=max(int(s.session_timeout * 1000) // 4, 500),
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(
+            [t for t, name in self.topics.items() if name != "bans"], listener=_Listener(self)
+        )
+        self._loops = [
+            asyncio.create_task(self._read_bans(), name="decider-bans"),
+            asyncio.create_task(self._fetch(), name="decider-fetch"),
+        ]
+
+    async def stop(self) -> None:
+        """Finish the batches being committed, close the tasks and the consumers."""
+        for loop in self._loops:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        await self._close_tasks()
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await self._consumer.stop()
+        if self._bans_consumer is not None:
+            await self._bans_consumer.stop()
+
+    def readiness(self) -> dict[str, bool]:
+        """What must hold before this worker decides: tasks assigned and restored, bans read."""
+        return {
+            "partitions_assigned": not self.rebalancing,
+            "tables_recovered": not self.rebalancing and len(self.tasks) == len(self._runs),
+            "bans_read": self.bans_loaded.is_set(),
+        }
+
+    def engine_for(self, account_id: str) -> Engine | None:
+        """The engine of the local task that owns ``account_id``, or None."""
+        from marketban.decider.partitioning import partition_of  # noqa: PLC0415
+
+        task = self.tasks.get(partition_of(account_id.encode(), self.config.partitions))
+        return task.engine if task is not None and task.number in self._runs else None
+
+    def owner_url(self, account_id: str) -> str | None:
+        """The advertised URL of the worker that owns ``account_id``'s task, when known."""
+        from marketban.decider.partitioning import partition_of  # noqa: PLC0415
+
+        if self.rebalancing:
+            return None
+        return self.assignor.owners.get(partition_of(account_id.encode(), self.config.partitions))
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records each assigned input partition has not handled yet (highwater minus handled)."""
+        consumer = self._consumer
+        out: dict[tuple[str, int], int] = {}
+        if consumer is None:
+            return out
+        for task in list(self.tasks.values()):
+            for lane in task.lanes:
+                with contextlib.suppress(AssertionError):
+                    high = consumer.highwater(lane.tp)
+                    if high is not None:
+                        done = lane.expect - len(lane.records)
+                        out[lane.tp.topic, lane.tp.partition] = max(high - done, 0)
+        return out
+
+    def sizes(self) -> dict[str, int]:
+        """Estimated keys per local task store (RocksDB's own estimate)."""
+        return {f"task_{p}": t.store.estimated_keys() for p, t in list(self.tasks.items())}
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    async def _read_bans(self) -> None:
+        consumer = self._bans_consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        topic = self.settings.topic("bans")
+        # The layout was checked at start: every marketban topic has the configured count.
+        tps = [TopicPartition(topic, p) for p in range(self.config.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        targets = await consumer.end_offsets(tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS, max_records=10_000)
+            at = int(time.time() * 1000)  # wall-clock ok: compared with fetch times only
+            for tp, records in batch.items():
+                self.bans.add(tp.partition, records, at)
+            for tp in tps:
+                position = await consumer.position(tp)
+                lso = consumer.last_stable_offset(tp)
+                polled = consumer.last_poll_timestamp(tp)
+                caught_up = lso is not None and polled is not None and position >= lso
+                self.bans.confirmed_ms[tp.partition] = polled if caught_up else -1
+            if not self.bans_loaded.is_set() and await _reached(consumer, targets):
+                log.info(
+                    "bans: read to the end (%d records)", sum(map(len, self.bans.records.values()))
+                )
+                self.bans_loaded.set()
+            for task in list(self.tasks.values()):
+                if batch or task.waiting():
+                    task.wake.set()
+
+    async def _fetch(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS, max_records=10_000)
+            except KafkaError as exc:
+                log.warning("fetch failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            at = int(time.time() * 1000)  # wall-clock ok: compared with fetch times only
+            woken: set[int] = set()
+            for tp, records in batch.items():
+                task = self.tasks.get(tp.partition)
+                lane = task.by_tp.get(tp) if task is not None else None
+                if lane is None:
+                    continue  # not (or no longer) this worker's: its owner fetches it
+                lane.add(records, at)
+                woken.add(tp.partition)
+            for task in list(self.tasks.values()):
+                for lane in task.lanes:
+                    # Whether the consumer holds anything more of this partition: what the task
+                    # has queued already is known, so queued records do not change the answer.
+                    try:
+                        position = await consumer.position(lane.tp)
+                        lso = consumer.last_stable_offset(lane.tp)
+                        polled = consumer.last_poll_timestamp(lane.tp)
+                    except (AssertionError, KafkaError):
+                        lane.confirmed_ms = -1  # being revoked
+                        continue
+                    caught_up = lso is not None and polled is not None and position >= lso
+                    lane.confirmed_ms = polled if caught_up else -1
+                queued = sum(len(lane.records) for lane in task.lanes)
+                if queued > MAX_QUEUED and task.number not in self._paused:
+                    consumer.pause(*task.by_tp)
+                    self._paused.add(task.number)
+                if task.number in woken or task.waiting():
+                    task.wake.set()
+
+    # ---- tasks ---------------------------------------------------------------------------------
+
+    async def _run(self, task: Task) -> None:
+        """The task's loop: ready records in order, decided, committed; until stopped."""
+        try:
+            while not task.stopping:
+                task.wake.clear()
+                if task.collect():
+                    await task.commit()
+                    self._maybe_resume(task)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(task.wake.wait(), task.idle_wait())
+        except FencedError as exc:
+            self.fenced += 1
+            log.warning("%s", exc)
+            self._runs.pop(task.number, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task %d failed; reopening it from its committed state", task.number)
+            self._runs.pop(task.number, None)
+            asyncio.get_running_loop().call_soon(self._schedule_reopen, task.number)
+
+    def _schedule_reopen(self, number: int) -> None:
+        self._loops.append(asyncio.create_task(self._reopen(number)))
+
+    async def _reopen(self, number: int) -> None:
+        task = self.tasks.pop(number, None)
+        if task is not None:
+            await _close_producer(task.producer)
+            task.store.close()
+        for attempt in range(1000):
+            if self.rebalancing or number not in self.assignor.tasks:
+                return  # the assignment will open it (or it went elsewhere)
+            try:
+                await self._open_task(number)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("task %d: reopening failed (%s); retry %d", number, exc, attempt + 1)
+                await asyncio.sleep(min(0.5 * (attempt + 1), 5))
+            else:
+                return
+
+    def _maybe_resume(self, task: Task) -> None:
+        if task.number in self._paused and self._consumer is not None:
+            if sum(len(lane.records) for lane in task.lanes) < MAX_QUEUED // 2:
+                self._paused.discard(task.number)
+                with contextlib.suppress(AssertionError, KafkaError):
+                    self._consumer.resume(*task.by_tp)
+
+    async def _open_task(self, number: int) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        s = self.settings
+        tps = [TopicPartition(t, number) for t, name in self.topics.items() if name != "bans"]
+        lanes = [Lane(tp, self.topics[tp.topic]) for tp in tps]
+        producer = AIOKafkaProducer(
+            **s.kafka(),
+            transactional_id=f"{s.app_id}-task-{number}",
+            # The broker answers CONCURRENT_TRANSACTIONS to a transaction begun right after the
+            # previous commit; aiokafka's default 100 ms backoff would then add to every batch.
+            retry_backoff_ms=5,
+            linger_ms=1,
+            max_batch_size=1024 * 1024,
+            request_timeout_ms=30_000,
+        )
+        # Starting the producer initialises its transactional id: a zombie holding this task is
+        # fenced and its open transaction ended before the committed offsets are read.
+        await producer.start()
+        store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
+        try:
+            task = Task(number, self.config, store, producer, lanes, self.bans)
+            self.tasks[number] = task
+            for lane in lanes:
+                committed = await consumer.committed(lane.tp)
+                if committed is None:
+                    beginning = await consumer.beginning_offsets([lane.tp])
+                    committed = beginning[lane.tp]
+                consumer.seek(lane.tp, committed)
+                lane.reset(committed)
+            await restore(s.kafka(), store, s.changelog_topic, number)
+            task.load()
+        except BaseException:
+            self.tasks.pop(number, None)
+            await _close_producer(producer)
+            store.close()
+            raise
+        self._runs[number] = asyncio.create_task(self._run(task), name=f"task-{number}")
+        log.info("task %d: open", number)
+
+    async def _close_tasks(self) -> None:
+        runs, self._runs = self._runs, {}
+        for number, run in runs.items():
+            task = self.tasks.get(number)
+            if task is not None:
+                task.stopping = True
+                task.wake.set()
+            # The batch being committed finishes; one that cannot (the cluster is away) is
+            # cancelled: its transaction then never commits and the store never took it.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(run), 10)
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run
+        tasks, self.tasks = self.tasks, {}
+        for task in tasks.values():
+            await _close_producer(task.producer)
+            task.store.close()
+        self._paused.clear()
+
+    async def on_revoked(self) -> None:
+        """Rebalance: stop every task (its committing batch finishes or aborts)."""
+        self.rebalancing = True
+        await self._close_tasks()
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        """Rebalance done: open the tasks of the assigned partition numbers."""
+        numbers = sorted({tp.partition for tp in partitions})
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(self._open_task(n) for n in numbers), return_exceptions=True
+        )
+        for number, result in zip(numbers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("task %d could not be opened: %r; retrying", number, result)
+                self._schedule_reopen(number)
+        self.rebalancing = False
+        log.info("tasks %s open in %.1fs", numbers, time.monotonic() - started)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
+    def __init__(self, decider: Decider) -> None:
+        self._decider = decider
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._decider.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._decider.on_assigned(assigned)
+
+
+async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int]) -> bool:
+    for tp, target in targets.items():
+        if await consumer.position(tp) < target:
+            return False
+    return True
+
+
+async def _close_producer(producer: AIOKafkaProducer) -> None:
+    with contextlib.suppress(Exception):
+        await producer.stop()
+
+
+def decider_for(settings: Settings, calendar: MarketCalendar, metrics: Any = None) -> Decider:  # noqa: ANN401
+    """The decider of this worker."""
+    return Decider(settings, calendar, metrics)
+
+
+Factory = Callable[[Settings, MarketCalendar], Decider]

@@ -1,0 +1,167 @@
+"""A task's state: a RocksDB store that holds only committed state, and the batch on top of it.
+
+The engine reads and writes plain mappings (``StoreMap``). Within a batch, values are decoded
+once and kept as objects; at the end of the batch only the keys written are encoded, and those
+bytes go to the task's changelog partition inside the batch's transaction. RocksDB is written
+only after that transaction commits, in one write batch that also records the changelog offset
+it now holds: the store is never ahead of the committed changelog, and a restart restores only
+the changelog records after that offset (``marketban.decider.restore``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
+from typing import Any, Final, Generic, TypeVar
+
+from pydantic import BaseModel
+from rocksdict import Options, Rdict, WriteBatch
+
+from marketban.domain.fastpath import json_bytes
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Where the store keeps the next changelog offset it has not applied (not a state key).
+OFFSET_KEY: Final = b"\x00changelog-offset"
+
+
+class TaskStore:
+    """Committed state of one task in RocksDB, plus the writes of the batch being handled."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = Rdict(str(path), Options(raw_mode=True))
+        #: Encoded writes of the batch being committed (None deletes), in write order.
+        self.staged: dict[bytes, bytes | None] = {}
+        self._maps: list[StoreMap[Any]] = []
+
+    # ---- committed state ------------------------------------------------------------------------
+
+    @property
+    def changelog_offset(self) -> int:
+        """The first changelog offset this store has not applied (0 for a new store)."""
+        raw = self._db.get(OFFSET_KEY)
+        return int(raw) if raw is not None else 0
+
+    def get(self, key: bytes) -> bytes | None:
+        """The committed (or, during a commit, staged) bytes of ``key``."""
+        if key in self.staged:
+            return self.staged[key]
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every committed key with ``prefix`` and its value, in key order."""
+        for key, value in self._db.items(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                break
+            yield key, value
+
+    def apply(self, changes: list[tuple[bytes, bytes | None]], next_offset: int) -> None:
+        """Write changelog records (restore) or a committed batch, with the offset, atomically."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in changes:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(OFFSET_KEY, str(next_offset).encode())
+        self._db.write(batch)
+
+    def wipe(self) -> None:
+        """Forget everything (a store that cannot be trusted is rebuilt from the changelog)."""
+        self._db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(self.path), Options(raw_mode=True))
+        self.discard()
+
+    def estimated_keys(self) -> int:
+        """RocksDB's estimate of the keys it holds (counting them would read them all)."""
+        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
+
+    def close(self) -> None:
+        """Close RocksDB (the task is revoked or the worker stops)."""
+        self._db.close()
+
+    # ---- the batch ------------------------------------------------------------------------------
+
+    def mapping(self, prefix: str, model: type[M]) -> StoreMap[M]:
+        """A mapping of ``prefix``-ed keys to ``model`` values for the engine."""
+        store_map = StoreMap(self, prefix.encode(), model)
+        self._maps.append(store_map)
+        return store_map
+
+    def stage(self) -> dict[bytes, bytes | None]:
+        """Encode what the batch wrote; these go to the changelog and, once committed, to RocksDB."""
+        for store_map in self._maps:
+            store_map.encode_into(self.staged)
+        return self.staged
+
+    def discard(self) -> None:
+        """Drop the batch: its objects (the engine may have changed them) and its staged bytes."""
+        self.staged = {}
+        for store_map in self._maps:
+            store_map.clear_batch()
+
+    def committed(self, next_offset: int) -> None:
+        """The batch's transaction committed: make it the store's state."""
+        self.apply(list(self.staged.items()), next_offset)
+        self.discard()
+
+
+class StoreMap(MutableMapping[str, M], Generic[M]):
+    """The engine's view of one kind of state: decoded once per batch, encoded once per batch."""
+
+    def __init__(self, store: TaskStore, prefix: bytes, model: type[M]) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._decode: Callable[[bytes], M] = model.model_validate_json
+        self._objects: dict[str, M | None] = {}
+        self._dirty: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # noqa: ANN401 - Mapping's signature
+        """The value (decoded at most once per batch), or ``default``."""
+        try:
+            value = self._objects[key]
+        except KeyError:
+            raw = self._store.get(self._prefix + key.encode())
+            value = None if raw is None else self._decode(raw)
+            self._objects[key] = value
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> M:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        result: M = value
+        return result
+
+    def __setitem__(self, key: str, value: M) -> None:
+        self._objects[key] = value
+        self._dirty.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        self._objects[key] = None
+        self._dirty.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        cut = len(self._prefix)
+        return (k[cut:].decode() for k, _ in self._store.scan(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._store.scan(self._prefix))
+
+    def encode_into(self, staged: dict[bytes, bytes | None]) -> None:
+        """Add the encoded bytes of every key written in this batch."""
+        for key in self._dirty:
+            value = self._objects[key]
+            staged[self._prefix + key.encode()] = None if value is None else json_bytes(value)
+        self._dirty.clear()
+
+    def clear_batch(self) -> None:
+        """Forget the batch's decoded objects."""
+        self._objects.clear()
+        self._dirty.clear()

@@ -1,0 +1,368 @@
+"""One task: a partition number's records in their reproducible order, one transaction a batch.
+
+A task owns partition ``p`` of every account-keyed input, reads every partition of ``bans``
+(they are few), keeps its state in its own store and commits, per batch, in one transaction of
+its own producer: the batch's outputs, its changelog writes and its input offsets. The store
+takes the batch only after that commit (``marketban.decider.store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import BaseModel, Field
+
+from marketban.decider.handling import handle_in_task
+from marketban.decider.ordering import TOPIC_RANK, MergeKey
+from marketban.decider.partitioning import partition_of
+from marketban.decider.store import TaskStore
+from marketban.domain.bans import BanRecord, BanView, ban_windows
+from marketban.domain.calendars import MarketCalendar
+from marketban.domain.engine import AccountState, Engine, Output, Source, State
+from marketban.domain.fastpath import json_bytes
+from marketban.domain.models import AccountLink
+
+log = logging.getLogger(__name__)
+
+#: An encoded output: full topic name, partition, key, value.
+Send = tuple[str, int, bytes | None, bytes | None]
+_NEVER: Final = -1
+
+
+class BanPositions(BaseModel):
+    """The next offset of each ``bans`` partition this task has not applied (in its store)."""
+
+    offsets: dict[int, int] = Field(default_factory=dict)
+
+
+class Lane:
+    """Records of one input partition waiting in a task, and what is known of what may follow.
+
+    ``confirmed_ms``: the local time of the latest fetch response at which this partition had
+    nothing more to give (position at its last stable offset); a record fetched before that time
+    cannot be preceded by one this partition has yet to deliver. -1 while it lags.
+    """
+
+    __slots__ = ("confirmed_ms", "expect", "partition", "rank", "records", "topic", "tp")
+
+    def __init__(self, tp: TopicPartition, topic: str) -> None:
+        self.tp = tp
+        self.topic = topic
+        self.partition = tp.partition
+        self.rank = TOPIC_RANK[topic]
+        self.records: deque[tuple[ConsumerRecord[bytes, bytes], int]] = deque()
+        self.expect = 0  # the lowest offset still to be taken (records below it are repeats)
+        self.confirmed_ms = _NEVER
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]], fetched_ms: int) -> None:
+        """Queue freshly fetched records, dropping any this lane already had."""
+        for rec in records:
+            if rec.offset >= self.expect:
+                self.records.append((rec, fetched_ms))
+                self.expect = rec.offset + 1
+
+    def reset(self, offset: int) -> None:
+        """Forget what is queued; the next record expected is at ``offset``."""
+        self.records.clear()
+        self.expect = offset
+        self.confirmed_ms = _NEVER
+
+
+class BanLog:
+    """Every ``bans`` record this worker read, per partition; each task reads it at its pace."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, list[tuple[ConsumerRecord[bytes, bytes], int]]] = {}
+        self.start: dict[int, int] = {}  # offset of each partition's first kept record
+        self.confirmed_ms: dict[int, int] = {}
+
+    def add(self, partition: int, records: list[ConsumerRecord[bytes, bytes]], at: int) -> None:
+        """Keep freshly read records of one partition."""
+        kept = self.records.setdefault(partition, [])
+        if not kept and records:
+            self.start[partition] = records[0].offset
+        kept.extend((r, at) for r in records)
+
+
+@dataclass
+class TaskConfig:
+    """What every task of a worker shares."""
+
+    group: str
+    partitions: int
+    prefix: str
+    changelog: str
+    batch_max: int
+    max_idle_s: float
+    calendar: MarketCalendar
+    topics: dict[str, str]  # input: full name -> spec name
+    outputs: dict[str, str]  # output: the engine's name -> full name
+    metrics: Any = None  # marketban.app.metrics.Metrics (observed, never read by the task)
+    clock: Callable[[], float] = field(default=time.time)
+
+
+class FencedError(RuntimeError):
+    """A newer owner initialised this task's transactional id: this one is a zombie."""
+
+
+class Task:
+    """Decides the records of one partition number, exactly once."""
+
+    def __init__(  # noqa: PLR0917 - the task's parts, each named
+        self,
+        number: int,
+        config: TaskConfig,
+        store: TaskStore,
+        producer: AIOKafkaProducer,
+        lanes: list[Lane],
+        bans: BanLog,
+    ) -> None:
+        self.number = number
+        self.config = config
+        self.store = store
+        self.producer = producer
+        self.lanes = lanes
+        self.by_tp = {lane.tp: lane for lane in lanes}
+        self.bans = bans
+        self.positions = store.mapping("x:", BanPositions)
+        self.engine = Engine(
+            config.calendar,
+            State(
+                bans=store.mapping("b:", BanRecord),
+                persons=BanView(),
+                links=store.mapping("l:", AccountLink),
+                accounts=store.mapping("a:", AccountState),
+            ),
+        )
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.ban_next: dict[int, int] = {}
+        self._held_since: float | None = None
+        self._sends: list[Send] = []
+        self._offsets: dict[TopicPartition, int] = {}
+        self.handled = 0
+
+    # ---- opening -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Build the in-memory parts of the state from the store: ban view, ban positions."""
+        view = self.engine.state.persons
+        calendar = self.config.calendar
+        for _key, raw in self.store.scan(b"b:"):
+            record = BanRecord.model_validate_json(raw)
+            if record.issued:
+                view.apply(ban_windows(record, calendar))
+        stored = self.positions.get("bans")
+        self.ban_next = dict(stored.offsets) if stored else {}
+        self.store.discard()
+
+    # ---- the merge -----------------------------------------------------------------------------
+
+    def _ban_index(self, partition: int) -> int:
+        """Index in the ban log of the next record of ``partition`` this task has to apply."""
+        kept = self.bans.records.get(partition, [])
+        if not kept:
+            return 0
+        start = self.bans.start[partition]
+        want = self.ban_next.get(partition, start)
+        if want < start:
+            log.warning(
+                "task %d: bans[%d] no longer holds offsets %d-%d (retention); going on from %d",
+                self.number, partition, want, start - 1, start,
+            )  # fmt: skip
+            want = start
+        # Offsets are increasing but not contiguous (transaction markers): search.
+        lo, hi = 0, len(kept)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if kept[mid][0].offset < want:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def collect(self) -> int:
+        """Handle the records that are ready, in order, up to a batch; how many were handled."""
+        cfg = self.config
+        heap: list[tuple[MergeKey, int]] = []
+        limit = float("inf")
+        ban_pos: dict[int, int] = {}
+        for i, queued in enumerate(self.lanes):
+            if queued.records:
+                rec = queued.records[0][0]
+                heapq.heappush(
+                    heap, ((rec.timestamp, queued.rank, queued.partition, rec.offset), i)
+                )
+            else:
+                limit = min(limit, queued.confirmed_ms)
+        nlanes = len(self.lanes)
+        for q, kept in self.bans.records.items():
+            idx = self._ban_index(q)
+            ban_pos[q] = idx
+            if idx < len(kept):
+                rec = kept[idx][0]
+                heapq.heappush(heap, ((rec.timestamp, 0, q, rec.offset), nlanes + q))
+            else:
+                limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
+        for q in range(cfg.partitions):
+            if q not in self.bans.records:
+                limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
+        count = bans_handled = 0
+        now = datetime.now(UTC)  # wall-clock ok: stamps decided_at only, never decides (R6)
+        while heap and count < cfg.batch_max:
+            _key, i = heap[0]
+            lane: Lane | None = self.lanes[i] if i < nlanes else None
+            if lane is not None:
+                rec, fetched = lane.records[0]
+            else:
+                q = i - nlanes
+                rec, fetched = self.bans.records[q][ban_pos[q]]
+            if fetched >= limit:
+                # A partition with nothing queued may still deliver an earlier record: wait for
+                # its next fetch, at most max_idle_s (then go on: Kafka Streams' max.task.idle).
+                clock = time.monotonic()
+                if self._held_since is None:
+                    self._held_since = clock
+                if clock - self._held_since < cfg.max_idle_s:
+                    break
+            else:
+                self._held_since = None
+            heapq.heappop(heap)
+            if lane is not None:
+                lane.records.popleft()
+                self._offsets[lane.tp] = rec.offset + 1
+                self._handle(cfg.topics[rec.topic], rec, now)
+                if lane.records:
+                    nxt = lane.records[0][0]
+                    heapq.heappush(
+                        heap, ((nxt.timestamp, lane.rank, lane.partition, nxt.offset), i)
+                    )
+                else:
+                    limit = min(limit, lane.confirmed_ms)
+            else:
+                q = i - nlanes
+                self._handle("bans", rec, now)
+                self.ban_next[q] = rec.offset + 1
+                if q == self.number:
+                    # Its owner commits the ban's offset in the group too: what `feed` waits for
+                    # and what lag is measured against (each task's own position is in its store).
+                    self._offsets[TopicPartition(rec.topic, q)] = rec.offset + 1
+                ban_pos[q] += 1
+                bans_handled += 1
+                kept = self.bans.records[q]
+                if ban_pos[q] < len(kept):
+                    nxt = kept[ban_pos[q]][0]
+                    heapq.heappush(heap, ((nxt.timestamp, 0, q, nxt.offset), i))
+                else:
+                    limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
+            count += 1
+        if bans_handled:
+            self.positions["bans"] = BanPositions(offsets=self.ban_next)
+        return count
+
+    def waiting(self) -> bool:
+        """Whether records are queued (new fetch information may let them go)."""
+        return self._held_since is not None or any(lane.records for lane in self.lanes)
+
+    def idle_wait(self) -> float | None:
+        """Seconds until a held-back record is released anyway, or None when none is held."""
+        if self._held_since is None:
+            return None
+        return max(self.config.max_idle_s - (time.monotonic() - self._held_since), 0.0)
+
+    def _handle(self, topic: str, rec: ConsumerRecord[bytes, bytes], now: datetime) -> None:
+        cfg = self.config
+        key = rec.key.decode("utf-8", errors="replace") if rec.key is not None else None
+        source = Source(topic=rec.topic, partition=rec.partition, offset=rec.offset)
+        payload = rec.value if rec.value is not None else b""
+        try:
+            outputs = handle_in_task(
+                self.engine, self.number, cfg.partitions, topic, key, rec.key, payload, source, now
+            )
+        except Exception as exc:  # a bug must not stop enforcement: fail closed, keep going
+            log.exception("internal error on %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+            error = f"internal error while processing this message: {exc!r}"
+            outputs = self.engine.fail_closed(topic, key, payload, source, error)
+        metrics = cfg.metrics
+        if metrics is not None:
+            metrics.count(outputs, topic)
+            if topic == "orders":
+                metrics.observe_latency(max(cfg.clock() - rec.timestamp / 1000, 0.0))
+        self._encode(outputs)
+        self.handled += 1
+
+    def _encode(self, outputs: list[Output]) -> None:
+        names, partitions, sends = self.config.outputs, self.config.partitions, self._sends
+        for topic, key, value in outputs:
+            raw_key = key.encode() if key is not None else None
+            part = partition_of(raw_key, partitions) if raw_key is not None else self.number
+            sends.append((names[topic], part, raw_key, json_bytes(value)))
+
+    # ---- commit --------------------------------------------------------------------------------
+
+    async def commit(self) -> None:
+        """One transaction: the batch's outputs, its changelog writes, its input offsets."""
+        producer = self.producer
+        staged = self.store.stage()
+        sends, self._sends = self._sends, []
+        offsets, self._offsets = self._offsets, {}
+        try:
+            await producer.begin_transaction()
+            await _send_all(producer, sends)
+            changelog = [(self.config.changelog, self.number, k, v) for k, v in staged.items()]
+            futures = await _send_all(producer, changelog)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.config.group)
+            await producer.commit_transaction()
+        except Exception as exc:
+            self.store.discard()
+            if _is_fenced(exc):
+                raise FencedError(
+                    f"task {self.number}: fenced by a newer owner of its transactional id; "
+                    f"its uncommitted batch ({len(sends)} outputs) is dropped"
+                ) from exc
+            raise
+        next_offset = self.store.changelog_offset
+        for fut, count in futures:
+            meta = fut.result()
+            next_offset = max(next_offset, meta.offset + count)
+        self.store.committed(next_offset)
+
+
+async def _send_all(producer: AIOKafkaProducer, sends: Sequence[Send]) -> list[tuple[Any, int]]:
+    """Send records grouped into one batch per topic-partition; futures with record counts."""
+    groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+    for topic, part, key, value in sends:
+        groups.setdefault((topic, part), []).append((key, value))
+    futures: list[tuple[Any, int]] = []
+    for (topic, part), records in groups.items():
+        batch = producer.create_batch()
+        count = 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                futures.append((await producer.send_batch(batch, topic, partition=part), count))
+                batch, count = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+        futures.append((await producer.send_batch(batch, topic, partition=part), count))
+    return futures
+
+
+def _is_fenced(exc: BaseException) -> bool:
+    from aiokafka.errors import (  # noqa: PLC0415 - only on the error path
+        InvalidProducerEpoch,
+        ProducerFenced,
+        TransactionalIdAuthorizationFailed,
+    )
+
+    fenced = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
+    return isinstance(exc, fenced)
