@@ -115,18 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, what in (
         ("passthrough", "the raw aiokafka exactly-once copy that `bench e2e` compares against"),
-        ("faust-passthrough", "the same copy as a Faust agent shaped like the worker's"),
+        ("passthrough-per-partition", "the same copy, one transactional producer a partition"),
     ):
         copy = bench_sub.add_parser(name, help=what)
         copy.add_argument("group", help="consumer group (also the transactional id prefix)")
         copy.add_argument("output", help="topic to copy to, same partition")
         copy.add_argument("inputs", nargs="+", help="topics to copy from")
-    engine_lane = bench_sub.add_parser(
-        "aiokafka-engine",
-        help="the engine in a raw aiokafka exactly-once loop, state in memory (a measurement)",
-    )
-    engine_lane.add_argument("group", help="consumer group (also the transactional id prefix)")
-    engine_lane.add_argument("prefix", help="reads PREFIX<input topic>, writes PREFIXdecisions")
     ping = sub.add_parser("ping", help="check that the Kafka cluster answers a metadata request")
     ping.add_argument("--timeout", type=float, default=10.0, help="seconds to keep trying")
     return parser

@@ -96,28 +96,12 @@ def bench_command(args: argparse.Namespace) -> int:
 
         if (status := access_status(settings)) is not None:
             return status
-    if args.bench == "passthrough":
+    if args.bench in {"passthrough", "passthrough-per-partition"}:
         from marketban.adapters.passthrough import passthrough_command  # noqa: PLC0415
 
-        return passthrough_command(settings.kafka(), args.group, args.inputs, args.output)
-    if args.bench == "aiokafka-engine":
-        import asyncio  # noqa: PLC0415
-
-        from marketban.adapters.passthrough import engine_loop  # noqa: PLC0415
-
-        calendar = default_calendar(settings.holidays_file)
-        asyncio.run(engine_loop(settings.kafka(), args.group, args.prefix, calendar))
-        return 0
-    if args.bench == "faust-passthrough":
-        from marketban.adapters.faust_passthrough import faust_passthrough_command  # noqa: PLC0415
-
-        return faust_passthrough_command(
-            settings,
-            args.group,
-            args.inputs,
-            args.output,
-            settings.batch_max,
-            settings.batch_wait,
+        per_partition = args.bench == "passthrough-per-partition"
+        return passthrough_command(
+            settings.kafka(), args.group, args.inputs, args.output, per_partition=per_partition
         )
     if args.bench == "e2e":
         import asyncio  # noqa: PLC0415

@@ -12,7 +12,8 @@ that makes the outcome unique, which is what lets ``marketban audit`` compare it
   it is decided, and the flow waits until the change is applied and has reached every worker's
   ban view (``SETTLE_S``).
 
-Every record carries the ``marketban-seq`` header: the order the audit replays in.
+The topics stamp LogAppendTime, so that causal order is also the order the decider and the
+audit merge the topics in (spec R6).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from aiokafka.errors import KafkaError
 from marketban.adapters.kafka_admin import wait_caught_up
 from marketban.adapters.processes import Child
 from marketban.domain.models import INPUT_TOPICS
-from marketban.service.audit import SEQ_HEADER
 from marketban.service.synthetic import FLOW_TOPICS, generate, messages
 from tests.integration.stream import start_worker
 
@@ -96,7 +96,6 @@ class Market:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.group = f"{prefix}worker"
-        self.seq = 0
         self.produced_orders: set[str] = set()
         self.decided: set[str] = set()
         self.undecided: dict[str, set[str]] = {}  # account -> its orders awaiting a decision
@@ -126,13 +125,9 @@ class Market:
         await self._admin.close()
 
     async def _produce(self, topic: str, key: str | None, value: bytes) -> Any:
-        """Queue one record with the next sequence number; the future of its metadata."""
-        self.seq += 1
-        headers = [(SEQ_HEADER, str(self.seq).encode())]
+        """Queue one record; the future of its metadata."""
         raw_key = key.encode() if key is not None else None
-        return await self._producer.send(
-            f"{self.prefix}{topic}", value, key=raw_key, headers=headers
-        )
+        return await self._producer.send(f"{self.prefix}{topic}", value, key=raw_key)
 
     async def send(self, topic: str, key: str | None, value: bytes) -> tuple[TopicPartition, int]:
         """Produce one record and wait for it; its partition and offset."""

@@ -36,8 +36,8 @@ def test_bench_e2e_measures_every_lane_and_every_order_gets_its_decision(
     for figure in (
         "throughput_per_s",
         "passthrough_per_s",
-        "faust_passthrough_per_s",
-        "aiokafka_engine_per_s",
+        "floor_p50_ms",
+        "floor_p99_ms",
     ):
         assert run[figure] > 0, figure
     assert run["p50_ms"] <= run["p99_ms"] <= run["p999_ms"]

@@ -6,9 +6,10 @@ from typing import Any
 
 import orjson
 
-from marketban.domain.engine import Engine, Source
+from marketban.decider.ordering import task_records
+from marketban.domain.engine import INTERNAL_OUTPUTS, Engine, Source
 from marketban.domain.fastpath import json_bytes
-from marketban.service.audit import Record, audit, replay_order
+from marketban.service.audit import Record, audit
 from tests.unit.helpers import CAL, ban, key_of, link, order
 
 PREFIX = "p."
@@ -27,7 +28,7 @@ def _inputs() -> list[Record]:
     for seq, (topic, value) in enumerate(messages):
         raw = value if isinstance(value, bytes) else orjson.dumps(value)
         key = "A2" if isinstance(value, bytes) else key_of(topic, value)
-        records.append(Record(topic, 0, seq, key, raw, timestamp_ms=1000 + seq, seq=seq))
+        records.append(Record(topic, 0, seq, key, raw, timestamp_ms=1000 + seq))
     return records
 
 
@@ -38,6 +39,8 @@ def _processor_outputs(inputs: list[Record]) -> list[Record]:
     for r in inputs:
         source = Source(topic=f"{PREFIX}{r.topic}", partition=r.partition, offset=r.offset)
         for topic, key, value in engine.handle(r.topic, r.key, r.value, source):
+            if topic in INTERNAL_OUTPUTS:
+                continue
             data = orjson.loads(json_bytes(value))
             for stamp in ("decided_at", "detected_at"):
                 if stamp in data:
@@ -47,7 +50,7 @@ def _processor_outputs(inputs: list[Record]) -> list[Record]:
 
 
 def _report(outputs: list[Record]) -> dict[str, Any]:
-    return audit(Engine(CAL), PREFIX, _inputs(), outputs).as_dict()
+    return audit(lambda: Engine(CAL), PREFIX, 1, _inputs(), outputs).as_dict()
 
 
 def test_a_correct_processor_passes_with_every_problem_at_zero() -> None:
@@ -56,7 +59,7 @@ def test_a_correct_processor_passes_with_every_problem_at_zero() -> None:
     assert set(report["problems"].values()) == {0}
     assert report["inputs"] == {"accounts": 1, "bans": 1, "orders": 3}
     assert report["outputs"] == {"decisions": 2, "rejected": 1, "violations": 1}
-    assert report["ordering"] == "seq"
+    assert report["tasks"] == 1
 
 
 def _without(outputs: list[Record], topic: str, nth: int = 0) -> list[Record]:
@@ -106,20 +109,25 @@ def test_a_lost_violation_and_a_changed_verdict_are_differences() -> None:
     assert report["problems"]["orders_without_decision"] == 0
 
 
-def test_without_sequence_headers_replay_follows_timestamps_but_keeps_each_partition_in_order() -> (
-    None
-):
+def test_a_task_takes_its_partition_of_each_account_topic_and_all_of_bans_in_merge_order() -> None:
     a0 = Record("orders", 0, 0, "A", b"", timestamp_ms=50)
-    a1 = Record("orders", 0, 1, "A", b"", timestamp_ms=10)  # a producer's clock stepped back
-    b0 = Record("bans", 1, 0, "D", b"", timestamp_ms=20)
+    a1 = Record("orders", 0, 1, "A", b"", timestamp_ms=60)
+    other = Record("orders", 1, 0, "B", b"", timestamp_ms=5)  # task 1's
+    b1 = Record("bans", 1, 0, "D", b"", timestamp_ms=20)  # every task's
     e0 = Record("executions", 0, 0, "A", b"", timestamp_ms=20)
-    ordered, how = replay_order([a1, e0, a0, b0])
-    assert how == "timestamp"
-    assert ordered.index(a0) < ordered.index(a1)
-    assert ordered.index(b0) < ordered.index(e0)  # same millisecond: reference data first
+    ordered = task_records([a1, e0, other, a0, b1], 0)
+    assert ordered == [b1, e0, a0, a1]  # same millisecond: the ban (reference data) first
 
 
-def test_sequence_headers_order_the_replay_across_topics() -> None:
-    later = Record("orders", 0, 0, "A", b"", timestamp_ms=1, seq=2)
-    first = Record("bans", 0, 0, "D", b"", timestamp_ms=9, seq=1)
-    assert replay_order([later, first]) == ([first, later], "seq")
+def test_a_record_in_the_wrong_partition_must_have_been_rejected_and_its_order_blocked() -> None:
+    raw = orjson.dumps(order("O9", "A1"))
+    # murmur2(b"A1") mod 2 is 1: in partition 0 the record cannot see its account's state.
+    inputs = [Record("orders", 0, 0, "A1", raw, timestamp_ms=1, key_bytes=b"A1")]
+    engine = Engine(CAL)
+    expected = engine.fail_closed(
+        "orders", "A1", raw, Source(f"{PREFIX}orders", 0, 0), "placeholder"
+    )
+    assert [t for t, _, _ in expected] == ["rejected", "decisions"]
+    report = audit(lambda: Engine(CAL), PREFIX, 2, inputs, []).as_dict()
+    assert report["problems"]["orders_without_decision"] == 1
+    assert report["problems"]["inputs_unaccounted"] == 1

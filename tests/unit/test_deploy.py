@@ -153,7 +153,7 @@ def test_alerts_use_only_metrics_the_worker_exposes() -> None:
     outputs = feed(engine, ("bans", ban()), ("accounts", link()), ("orders", order("O1")))
     outputs += engine.handle("orders", "A1", b"{", Source("orders"))
     metrics = Metrics(lambda: {"accounts": 0}, lambda: {("t", 0): 0})
-    metrics.count(outputs, prefix_len=0)  # a labelled counter shows once it has a sample
+    metrics.count(outputs, "orders")  # a labelled counter shows once it has a sample
     exposed = metrics.exposition().decode()
     names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line[:1] != "#"}
     (group,) = prometheus("alerts.yml")["groups"]

@@ -30,8 +30,9 @@ def _record(topic: str, rec: ConsumerRecord[bytes, bytes]) -> Record:
 async def read_topics(
     settings: Settings, names: tuple[str, ...], idle_s: float
 ) -> tuple[list[Record], dict[str, int]]:
-    """Every committed record of the named topics (spec names), as of their ends when asked,
-    and each topic's partition count.
+    """Every committed record of the named topics (spec names), and each one's partition count.
+
+    The records are those up to the ends the topics had when asked.
 
     Stops when every partition reached the last stable offset it had at the start, or after
     ``idle_s`` without a record (a partition whose end is an abort marker is never "reached").

@@ -237,21 +237,10 @@ class Lane:
 
 def _lanes(prefix: str) -> list[Lane]:
     lanes = []
-    for name in ("passthrough", "faust-passthrough"):
+    for name in ("passthrough", "passthrough-per-partition"):
         source, sink = f"{prefix}bench-{name}-in", f"{prefix}bench-{name}-out"
         args = ["bench", name, f"{prefix}bench-{name}", sink, source]
         lanes.append(Lane(name, args, dict.fromkeys(INPUT_TOPICS, source), sink, per_order=False))
-    engine = f"{prefix}bench-aiokafka-engine."
-    lanes.append(
-        Lane(
-            "aiokafka-engine",
-            ["bench", "aiokafka-engine", f"{prefix}bench-aiokafka-engine", engine],
-            {t: f"{engine}{t}" for t in INPUT_TOPICS},
-            f"{engine}decisions",
-            per_order=True,
-            extra=(f"{engine}other",),
-        )
-    )
     return lanes
 
 
@@ -276,8 +265,8 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
     env = {**os.environ, "MARKETBAN_TOPIC_PREFIX": prefix}
     env["MARKETBAN_KAFKA_BOOTSTRAP"] = s.kafka_bootstrap
     worker: Child | None = None
-    # The transport's limit (raw aiokafka), Faust's (the worker's agent shape, no engine) and the
-    # engine on the raw loop (what a Faust-free design would reach).
+    # The transport's limits: one producer for throughput, one producer per partition (the
+    # decider's shape) for latency.
     lanes = _lanes(prefix)
     lane_topics = {t for lane in lanes for t in (*lane.inputs.values(), lane.output, *lane.extra)}
     await ensure_topics(s.kafka(), sorted(lane_topics), s.topic_partitions, 1)
@@ -304,11 +293,6 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
             children.append(Child(_CLI + lane.args, env, workdir / f"{lane.name}.log").start())
             await copies[lane.name].start()
         await decisions.start()
-        engine_lane = lanes[-1]
-        await _produce_all(
-            producer, [(engine_lane.inputs[t], k, v) for t, k, v in market.reference]
-        )
-
         started = time.perf_counter()
         await _produce_all(producer, [(s.topic(t), k, v) for t, k, v in market.reference])
         topics = [s.topic(t) for t in INPUT_TOPICS]
@@ -331,7 +315,8 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                     expected=len(order_ids) if lane.per_order else len(lane_flow),
                     within_s=opts.timeout_s,
                 )
-            pt = base["passthrough"]
+            pt = base.pop("passthrough")
+            base.pop("passthrough-per-partition")
             tp_flow = [(s.topic(t), k, v) for t, k, v in flow]
             wk = await _saturated(
                 producer,
@@ -352,13 +337,25 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                 rate=opts.rate,
                 within_s=opts.timeout_s,
             )
+            floor_lane = lanes[1]
+            floor_flow, floor_ids = market.flow(f"F{n}-", lat_orders)
+            floor = await _open_loop(
+                producer,
+                copies[floor_lane.name],
+                [(floor_lane.inputs[t], k, v) for t, k, v in floor_flow if t == "orders"],
+                floor_ids,
+                rate=opts.rate,
+                within_s=opts.timeout_s,
+            )
             run = {
                 "throughput_per_s": round(wk),
                 "passthrough_per_s": round(pt),
-                "faust_passthrough_per_s": round(base["faust-passthrough"]),
-                "aiokafka_engine_per_s": round(base["aiokafka-engine"]),
                 "ratio": round(wk / pt, 3),
                 **{k: lat[k] for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "missing")},
+                "floor_p50_ms": floor["p50_ms"],
+                "floor_p99_ms": floor["p99_ms"],
+                "p50_ratio": round(lat["p50_ms"] / max(floor["p50_ms"], 0.001), 2),
+                "p99_ratio": round(lat["p99_ms"] / max(floor["p99_ms"], 0.001), 2),
             }
             result["runs"].append(run)
             log.write(f"run {n + 1}/{opts.runs}: {orjson.dumps(run).decode()}\n")
@@ -366,12 +363,14 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
         for figure in (
             "throughput_per_s",
             "passthrough_per_s",
-            "faust_passthrough_per_s",
-            "aiokafka_engine_per_s",
             "ratio",
             "p50_ms",
             "p99_ms",
             "p999_ms",
+            "floor_p50_ms",
+            "floor_p99_ms",
+            "p50_ratio",
+            "p99_ratio",
         ):
             result[figure] = statistics.median(r[figure] for r in result["runs"])
         result["latency_rate_per_s"] = opts.rate

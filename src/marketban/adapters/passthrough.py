@@ -1,7 +1,4 @@
-"""The transport's own limit: a raw aiokafka exactly-once passthrough, no Faust, no engine.
-
-Also what a Faust-free design would give: the same loop with the engine in it
-(``engine_loop``, state in memory only: a measurement, not a product).
+"""The transport's own limit: raw aiokafka exactly-once passthroughs, no engine, no state.
 
 It consumes input topics read_committed in a consumer group and produces every record's bytes
 unchanged to an output topic, same partition, committing the input offsets in the same
@@ -15,14 +12,9 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from marketban.domain.calendars import MarketCalendar
-from marketban.domain.engine import Engine, Source
-from marketban.domain.fastpath import json_bytes
-from marketban.domain.models import INPUT_TOPICS
 from marketban.settings import KafkaOptions
 
 Sends = list[tuple[str, bytes | None, bytes]]
@@ -75,34 +67,74 @@ async def passthrough(kafka: KafkaOptions, group: str, inputs: list[str], output
     await _copy_loop(kafka, group, inputs, lambda rec: [(output, rec.key, rec.value or b"")])
 
 
-async def engine_loop(
-    kafka: KafkaOptions, group: str, prefix: str, calendar: MarketCalendar
+async def passthrough_per_partition(
+    kafka: KafkaOptions, group: str, inputs: list[str], output: str
 ) -> None:
-    """The engine on ``<prefix><input topic>``, exactly once: an upper bound, not a product.
+    """The copy with one transactional producer per input partition, committed concurrently.
 
-    Decisions go to ``<prefix>decisions``, everything else to ``<prefix>other``. State lives in
-    this process only (no changelog, no recovery).
+    The decider's shape without its work: the latency floor its latency is compared with.
     """
-    engine = Engine(calendar)
-    cut = len(prefix)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    consumer = AIOKafkaConsumer(
+        *inputs,
+        **kafka,
+        group_id=group,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=5,
+    )
+    producers: dict[int, AIOKafkaProducer] = {}
+    busy: dict[int, asyncio.Task[None]] = {}
+    await consumer.start()
 
-    def handle(rec: ConsumerRecord[bytes, bytes]) -> Sends:
-        key = rec.key.decode() if rec.key is not None else None
-        source = Source(rec.topic, rec.partition, rec.offset)
-        outputs = engine.handle(rec.topic[cut:], key, rec.value or b"", source, datetime.now(UTC))
-        return [
-            (
-                f"{prefix}{'decisions' if topic == 'decisions' else 'other'}",
-                k.encode() if k is not None else None,
-                json_bytes(v),
+    async def copy(
+        partition: int, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        producer = producers.get(partition)
+        if producer is None:
+            producer = AIOKafkaProducer(
+                **kafka, transactional_id=f"{group}-{partition}", linger_ms=1, retry_backoff_ms=5
             )
-            for topic, k, v in outputs
-        ]
+            await producer.start()
+            producers[partition] = producer
+        async with producer.transaction():
+            for records in batch.values():
+                for rec in records:
+                    await producer.send(output, rec.value or b"", key=rec.key, partition=partition)
+            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+            await producer.send_offsets_to_transaction(offsets, group)
 
-    await _copy_loop(kafka, group, [f"{prefix}{t}" for t in INPUT_TOPICS], handle)
+    try:
+        pending: dict[int, dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = {}
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=5, max_records=5000)
+            for tp, records in batch.items():
+                pending.setdefault(tp.partition, {}).setdefault(tp, []).extend(records)
+            for partition in list(pending):
+                running = busy.get(partition)
+                if running is not None and not running.done():
+                    continue
+                if running is not None:
+                    running.result()
+                busy[partition] = asyncio.create_task(copy(partition, pending.pop(partition)))
+    finally:
+        for running in busy.values():
+            with contextlib.suppress(Exception):
+                await running
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        for producer in producers.values():
+            await producer.stop()
 
 
-def passthrough_command(kafka: KafkaOptions, group: str, inputs: list[str], output: str) -> int:
-    """``marketban bench passthrough``: run the passthrough until stopped."""
-    asyncio.run(passthrough(kafka, group, inputs, output))
+def passthrough_command(
+    kafka: KafkaOptions, group: str, inputs: list[str], output: str, *, per_partition: bool
+) -> int:
+    """``marketban bench passthrough[-per-partition]``: run the passthrough until stopped."""
+    run = passthrough_per_partition if per_partition else passthrough
+    asyncio.run(run(kafka, group, inputs, output))
     return 0

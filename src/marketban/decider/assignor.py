@@ -42,7 +42,9 @@ class TaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc] # aiokafka 
         return ConsumerProtocolMemberMetadata(self.version, sorted(topics), data)
 
     def assign(
-        self, cluster: Any, members: Mapping[str, ConsumerProtocolMemberMetadata]
+        self,
+        cluster: Any,  # noqa: ANN401 - aiokafka's ClusterMetadata, untyped
+        members: Mapping[str, ConsumerProtocolMemberMetadata],
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         """The leader's assignment: each task to one member, every member told all owners."""
         topics = sorted({t for m in members.values() for t in m.subscription})
@@ -57,10 +59,10 @@ class TaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc] # aiokafka 
         owner: dict[int, str] = {}
         for m in ids:
             for task in info[m].get("tasks", []):
-                if isinstance(task, int) and 0 <= task < n and task not in owner:
-                    if len(owned[m]) < cap:
-                        owner[task] = m
-                        owned[m].append(task)
+                keep = isinstance(task, int) and 0 <= task < n and task not in owner
+                if keep and len(owned[m]) < cap:
+                    owner[task] = m
+                    owned[m].append(task)
         for task in range(n):
             if task not in owner:
                 m = min(ids, key=lambda i: (len(owned[i]), i))

@@ -287,11 +287,11 @@ class Decider:
                 return
 
     def _maybe_resume(self, task: Task) -> None:
-        if task.number in self._paused and self._consumer is not None:
-            if sum(len(lane.records) for lane in task.lanes) < MAX_QUEUED // 2:
-                self._paused.discard(task.number)
-                with contextlib.suppress(AssertionError, KafkaError):
-                    self._consumer.resume(*task.by_tp)
+        queued = sum(len(lane.records) for lane in task.lanes)
+        if task.number in self._paused and self._consumer is not None and queued < MAX_QUEUED // 2:
+            self._paused.discard(task.number)
+            with contextlib.suppress(AssertionError, KafkaError):
+                self._consumer.resume(*task.by_tp)
 
     async def _open_task(self, number: int) -> None:
         consumer = self._consumer
@@ -377,7 +377,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is 
     def __init__(self, decider: Decider) -> None:
         self._decider = decider
 
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:  # noqa: ARG002
         await self._decider.on_revoked()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

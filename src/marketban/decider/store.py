@@ -95,7 +95,7 @@ class TaskStore:
         return store_map
 
     def stage(self) -> dict[bytes, bytes | None]:
-        """Encode what the batch wrote; these go to the changelog and, once committed, to RocksDB."""
+        """Encode what the batch wrote: for the changelog, and once committed for RocksDB."""
         for store_map in self._maps:
             store_map.encode_into(self.staged)
         return self.staged

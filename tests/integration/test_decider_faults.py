@@ -1,0 +1,134 @@
+"""The decider's own faults (issue 12), judged by ``marketban audit`` on the real broker.
+
+- a worker frozen (SIGSTOP) past the session timeout while two decide, then thawed: its late
+  transaction is fenced (its log says so), nothing is lost or decided twice;
+- two workers and input produced without any ordering across topics (``feed --no-wait``): the
+  audit, which merges the topics as the tasks do, finds nothing differing;
+- orders produced by librdkafka with its default partitioner (not murmur2): each one outside its
+  key's partition is rejected with the partition it belongs in and blocked; none is allowed.
+
+``make test`` runs them at a small size; ``make chaos`` at MARKETBAN_CHAOS_SCALE times it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Producer
+
+from marketban.decider.partitioning import partition_of
+from tests.integration.chaos import Market, Supervised, market
+from tests.integration.stream import cli, start_worker, worker_env
+from tests.integration.test_chaos import ORDERS, SCALE, _env, assert_clean, assert_logs_clean, audit
+
+
+def test_a_frozen_worker_is_fenced_when_it_thaws_and_nothing_is_lost_or_repeated(
+    kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    reference, flow = market(ORDERS, seed=31)
+    first = Supervised(_env(kafka_env, tmp_path / "data1"), tmp_path, "frozen").start()
+    second = Supervised(_env(kafka_env, tmp_path / "data2"), tmp_path, "other").start()
+
+    async def scenario() -> None:
+        async with Market(kafka_bootstrap, topic_prefix) as m:
+            await m.reference(reference)
+            flowing = asyncio.create_task(m.flow(flow, rate=150, changes=1))
+            await asyncio.sleep(2)
+            assert first.child is not None
+            assert first.child.proc is not None
+            # Frozen with batches in hand: the session timeout (6 s) passes, its tasks move to
+            # the other worker, whose producers fence this one's transactional ids.
+            first.child.proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(12)
+            first.child.proc.send_signal(signal.SIGCONT)
+            await flowing
+            await m.drain(within_s=240)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        first.stop()
+        second.stop()
+    frozen = first.logs()
+    assert "fenced by a newer owner" in frozen, frozen[-5000:]
+    assert_logs_clean(frozen)
+    assert_clean(audit(kafka_env), ORDERS)
+
+
+def test_two_workers_and_input_fed_without_waiting_match_the_audit(
+    kafka_env: dict[str, str], tmp_path: Path
+) -> None:
+    lines = cli(kafka_env, "synth", "--orders", str(400 * SCALE), "--banned-persons", "20")
+    (tmp_path / "market.jsonl").write_bytes(lines)
+    first = start_worker(_env(kafka_env, tmp_path / "data1"), tmp_path / "one.log")
+    second = start_worker(_env(kafka_env, tmp_path / "data2"), tmp_path / "two.log")
+    try:
+        time.sleep(8)  # both in the group: the tasks are split between them
+        cli(kafka_env, "feed", "--no-wait", str(tmp_path / "market.jsonl"))
+        report = audit(kafka_env)
+    finally:
+        first.stop()
+        second.stop()
+    assert_logs_clean(first.log() + second.log())
+    assert_clean(report, 400 * SCALE)
+
+
+def test_orders_from_librdkafkas_default_partitioner_are_rejected_and_blocked_never_allowed(
+    kafka_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    banned = 30 * SCALE
+    lines = cli(kafka_env, "synth", "--orders", "0", "--banned-persons", str(banned))
+    (tmp_path / "reference.jsonl").write_bytes(lines)
+    accounts = [
+        json.loads(line)["key"]
+        for line in lines.splitlines()
+        if json.loads(line)["topic"] == "accounts"
+    ]
+    env = worker_env(kafka_env, tmp_path / "data")
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        cli(env, "feed", str(tmp_path / "reference.jsonl"))
+        # librdkafka's default partitioner is consistent_random (CRC32), not Java's murmur2.
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+        topic = env["MARKETBAN_TOPIC_PREFIX"] + "orders"
+        placed: dict[str, int] = {}
+
+        def delivered(err: object, msg: object) -> None:
+            assert err is None, err
+            placed[msg.key().decode()] = msg.partition()  # type: ignore[attr-defined]
+
+        for i, account in enumerate(accounts):
+            order = {
+                "order_id": f"RD-{i}", "account_id": account, "exchange": "XSHG",
+                "security": "600000", "side": "buy", "quantity": 100, "price": "10.50",
+                "entered_at": "2024-06-03T10:00:00+08:00", "broker": "B001",
+            }  # fmt: skip
+            producer.produce(
+                topic, key=account.encode(), value=orjson.dumps(order), on_delivery=delivered
+            )
+        assert producer.flush(30) == 0
+        report = audit(env)
+        streamed = cli(env, "tail", "--idle", "3")
+    finally:
+        worker.stop()
+    decisions, rejected = {}, []
+    for line in streamed.splitlines():
+        rec = json.loads(line)
+        if rec["topic"] == "decisions" and rec["value"]["order_id"].startswith("RD-"):
+            decisions[rec["value"]["order_id"]] = rec["value"]
+        elif rec["topic"] == "rejected" and "belongs in partition" in rec["value"]["error"]:
+            rejected.append(rec["value"])
+    assert len(decisions) == len(accounts)
+    assert {d["verdict"] for d in decisions.values()} == {"block"}, "a banned account traded"
+    partitions = int(env["MARKETBAN_TOPIC_PARTITIONS"])
+    misplaced = [a for a, p in placed.items() if p != partition_of(a.encode(), partitions)]
+    assert misplaced, "no order landed outside its key's partition: the test proves nothing"
+    assert len(rejected) == len(misplaced)
+    for r in rejected:
+        assert "partitioner=murmur2_random" in r["error"]
+    assert_clean(report, len(accounts))

@@ -1,0 +1,95 @@
+"""The decider's pure parts: partition check, the store's batch discipline, the assignor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import orjson
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from marketban.decider.assignor import TaskAssignor
+from marketban.decider.partitioning import misplaced, murmur2, partition_of
+from marketban.decider.store import TaskStore
+from marketban.domain.models import AccountLink
+
+
+@given(st.binary(max_size=64))
+def test_murmur2_is_the_java_clients_hash(data: bytes) -> None:
+    assert murmur2(data) == aiokafka_murmur2(data) & 0xFFFFFFFF
+
+
+def test_a_record_outside_its_keys_partition_is_named_with_where_it_belongs_and_the_fix() -> None:
+    right = partition_of(b"SB000010", 6)
+    wrong = (right + 1) % 6
+    assert misplaced("orders", b"SB000010", right, 6) is None
+    error = misplaced("orders", b"SB000010", wrong, 6)
+    assert error is not None
+    assert f"belongs in partition {right}" in error
+    assert "partitioner=murmur2_random" in error
+    assert misplaced("bans", b"SB000010", wrong, 6) is None  # bans go to every task
+    assert misplaced("orders", None, wrong, 6) is None  # the engine rejects a missing key
+
+
+def test_the_store_takes_a_batch_only_when_it_is_committed(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "t")
+    links = store.mapping("l:", AccountLink)
+    links["A1"] = AccountLink(account_id="A1", person_id="P1", kind="cash")
+    assert links.get("A1") is not None  # the batch sees its own write
+    staged = store.stage()
+    assert list(staged) == [b"l:A1"]
+    store.discard()  # the transaction failed
+    assert links.get("A1") is None
+    assert store.changelog_offset == 0
+    links["A1"] = AccountLink(account_id="A1", person_id="P1", kind="cash")
+    store.stage()
+    store.committed(next_offset=17)
+    store.close()
+    again = TaskStore(tmp_path / "t")
+    assert again.changelog_offset == 17
+    assert again.mapping("l:", AccountLink)["A1"].person_id == "P1"
+
+
+def test_an_object_the_engine_changed_is_encoded_once_per_batch(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "t")
+    links = store.mapping("l:", AccountLink)
+    for person in ("P1", "P2", "P3"):
+        links["A1"] = AccountLink(account_id="A1", person_id=person, kind="cash")
+    staged = store.stage()
+    assert list(staged) == [b"l:A1"]
+    assert b'"person_id":"P3"' in (staged[b"l:A1"] or b"")
+
+
+def _member(url: str, tasks: list[int]) -> ConsumerProtocolMemberMetadata:
+    data = orjson.dumps({"url": url, "tasks": tasks})
+    return ConsumerProtocolMemberMetadata(0, ["p.orders", "p.accounts"], data)
+
+
+def test_the_assignor_keeps_tasks_where_they_were_and_tells_everyone_the_owners() -> None:
+    cluster = SimpleNamespace(partitions_for_topic=lambda _t: set(range(6)))
+    members = {"m1": _member("http://a:1", [0, 1, 2, 3, 4, 5]), "m2": _member("http://b:2", [])}
+    result = TaskAssignor("http://a:1").assign(cluster, members)
+    one = result["m1"].partitions()
+    two = result["m2"].partitions()
+    tasks_one = {tp.partition for tp in one}
+    tasks_two = {tp.partition for tp in two}
+    assert tasks_one == {0, 1, 2}  # the warm stores stay
+    assert tasks_two == {3, 4, 5}
+    # co-partitioned: a task is the same partition number of every input topic
+    assert {(tp.topic, tp.partition) for tp in one} == {
+        (t, p) for t in ("p.accounts", "p.orders") for p in tasks_one
+    }
+    receiver = TaskAssignor("http://b:2")
+    receiver.on_assignment(result["m2"])
+    assert receiver.tasks == [3, 4, 5]
+    assert receiver.owners == {
+        0: "http://a:1",
+        1: "http://a:1",
+        2: "http://a:1",
+        3: "http://b:2",
+        4: "http://b:2",
+        5: "http://b:2",
+    }
