@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
 from marketban.service.bench import bench_engine
@@ -56,10 +58,38 @@ def synth_command(orders: int, banned_persons: int, seed: int) -> int:
 
 
 def stream_command(args: argparse.Namespace) -> int:
-    """``marketban worker|feed|tail``: the commands that talk to Kafka."""
+    """``marketban worker|feed|tail|...``: the commands that talk to Kafka; 2 when it cannot."""
+    settings = Settings()
+    try:
+        return _stream_command(args, settings)
+    except CLUSTER_ERRORS as exc:
+        return cluster_unreachable(args.command, settings, exc)
+
+
+#: What a client raises when the cluster is unreachable or refuses it (aiokafka's errors are
+#: KafkaError; a refused TCP connection an OSError; a metadata wait a TimeoutError).
+CLUSTER_ERRORS: tuple[type[BaseException], ...] = (KafkaError, OSError, TimeoutError)
+
+
+def cluster_unreachable(command: str, settings: Settings, exc: BaseException) -> int:
+    """Say in one line which cluster did not answer and what to check; exit status 2."""
+    what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(  # noqa: T201 - the command's own answer
+        f"marketban {command}: the Kafka cluster at {settings.kafka_bootstrap} did not answer or "
+        f"refused the client ({type(exc).__name__}: {what}); check MARKETBAN_KAFKA_BOOTSTRAP "
+        "and MARKETBAN_KAFKA_SECURITY_PROTOCOL",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _stream_command(args: argparse.Namespace, settings: Settings) -> int:
     from marketban.adapters.kafka_admin import access_status  # noqa: PLC0415 - imports aiokafka
 
-    settings = Settings()
+    if args.command != "worker":
+        # A client logs every failed connection attempt; the command says it once, in one line.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
     if (status := access_status(settings)) is not None:
         return status
     if args.command == "worker":
@@ -91,6 +121,13 @@ def stream_command(args: argparse.Namespace) -> int:
 def bench_command(args: argparse.Namespace) -> int:
     """``marketban bench engine|e2e|passthrough``: prints the figures as one final JSON line."""
     settings = Settings()
+    try:
+        return _bench_command(args, settings)
+    except CLUSTER_ERRORS as exc:
+        return cluster_unreachable(f"bench {args.bench}", settings, exc)
+
+
+def _bench_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.bench != "engine":
         from marketban.adapters.kafka_admin import access_status  # noqa: PLC0415
 

@@ -45,9 +45,9 @@ async def read_topics(
         isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
-    await consumer.start()
     records: list[Record] = []
     try:
+        await consumer.start()
         await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may be brand new
         tps = [TopicPartition(t, p) for t in full for p in consumer.partitions_for_topic(t) or ()]
         counts = {full[t]: len(consumer.partitions_for_topic(t) or ()) for t in full}

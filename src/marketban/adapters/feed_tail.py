@@ -57,10 +57,10 @@ async def feed(
     """Produce replay lines to the input topics, each applied by the worker before the next."""
     producer = AIOKafkaProducer(**settings.kafka(), acks="all", enable_idempotence=True)
     admin = AIOKafkaAdminClient(**settings.kafka())
-    await producer.start()
-    await admin.start()
     fed = skipped = 0
     try:
+        await producer.start()
+        await admin.start()
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -99,11 +99,11 @@ async def tail(settings: Settings, idle_s: float, out: IO[bytes]) -> int:
         isolation_level="read_committed",
         enable_auto_commit=False,
     )
-    await consumer.start()
     loop = asyncio.get_running_loop()
     last = loop.time()
     count = 0
     try:
+        await consumer.start()
         while loop.time() - last < idle_s:
             batches = await consumer.getmany(timeout_ms=200)
             for tp, records in batches.items():

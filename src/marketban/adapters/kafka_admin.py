@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import sys
 from collections.abc import Iterable
@@ -232,10 +233,15 @@ def ping_command(timeout: float) -> int:
     settings = Settings()
     if (status := access_status(settings)) is not None:
         return status
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the answer below says it once
     try:
         brokers = asyncio.run(wait_for_cluster(settings.kafka(), timeout))
-    except TimeoutError as exc:
-        print(f"marketban ping: {exc}", file=sys.stderr)  # noqa: T201
-        return 1
+    except TimeoutError:
+        print(  # noqa: T201
+            f"marketban ping: the Kafka cluster at {settings.kafka_bootstrap} did not answer "
+            f"within {timeout:.0f}s; check MARKETBAN_KAFKA_BOOTSTRAP",
+            file=sys.stderr,
+        )
+        return 2
     print(f"ok: {settings.kafka_bootstrap} brokers={brokers}")  # noqa: T201
     return 0
