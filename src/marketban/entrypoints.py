@@ -67,8 +67,8 @@ def stream_command(args: argparse.Namespace) -> int:
 
 
 #: What a client raises when the cluster is unreachable or refuses it (aiokafka's errors are
-#: KafkaError; a refused TCP connection an OSError; a metadata wait a TimeoutError).
-CLUSTER_ERRORS: tuple[type[BaseException], ...] = (KafkaError, OSError, TimeoutError)
+#: KafkaError; a refused TCP connection a ConnectionError).
+CLUSTER_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError)
 
 
 def cluster_unreachable(command: str, settings: Settings, exc: BaseException) -> int:

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         return f"{self.app_id}-state-changelog"
 
     @property
+    def ticks_topic(self) -> str:
+        """Where the decider appends a tick to have its fetch answered at once (never read)."""
+        return f"{self.app_id}-ticks"
+
+    @property
     def web_url(self) -> str:
         """The URL other workers reach this worker's web server at (API routing)."""
         return f"http://{self.web_advertised_host or self.web_bind}:{self.web_port}"

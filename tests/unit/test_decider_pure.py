@@ -65,24 +65,27 @@ def test_an_object_the_engine_changed_is_encoded_once_per_batch(tmp_path: Path) 
 
 def _member(url: str, tasks: list[int]) -> ConsumerProtocolMemberMetadata:
     data = orjson.dumps({"url": url, "tasks": tasks})
-    return ConsumerProtocolMemberMetadata(0, ["p.orders", "p.accounts"], data)
+    return ConsumerProtocolMemberMetadata(0, ["p.orders", "p.accounts", "p.bans"], data)
 
 
 def test_the_assignor_keeps_tasks_where_they_were_and_tells_everyone_the_owners() -> None:
     cluster = SimpleNamespace(partitions_for_topic=lambda _t: set(range(6)))
     members = {"m1": _member("http://a:1", [0, 1, 2, 3, 4, 5]), "m2": _member("http://b:2", [])}
-    result = TaskAssignor("http://a:1").assign(cluster, members)
+    result = TaskAssignor("http://a:1", ("p.bans",)).assign(cluster, members)
     one = result["m1"].partitions()
     two = result["m2"].partitions()
-    tasks_one = {tp.partition for tp in one}
-    tasks_two = {tp.partition for tp in two}
+    tasks_one = {tp.partition for tp in one if tp.topic != "p.bans"}
+    tasks_two = {tp.partition for tp in two if tp.topic != "p.bans"}
     assert tasks_one == {0, 1, 2}  # the warm stores stay
     assert tasks_two == {3, 4, 5}
     # co-partitioned: a task is the same partition number of every input topic
-    assert {(tp.topic, tp.partition) for tp in one} == {
+    assert {(tp.topic, tp.partition) for tp in one if tp.topic != "p.bans"} == {
         (t, p) for t in ("p.accounts", "p.orders") for p in tasks_one
     }
-    receiver = TaskAssignor("http://b:2")
+    # every member reads all of bans
+    for got in (one, two):
+        assert {tp.partition for tp in got if tp.topic == "p.bans"} == set(range(6))
+    receiver = TaskAssignor("http://b:2", ("p.bans",))
     receiver.on_assignment(result["m2"])
     assert receiver.tasks == [3, 4, 5]
     assert receiver.owners == {

@@ -7,7 +7,9 @@ import json
 import sys
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from marketban.adapters.kafka_admin import partition_counts
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
 from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
@@ -46,11 +48,13 @@ async def read_topics(
         auto_offset_reset="earliest",
     )
     records: list[Record] = []
+    admin = AIOKafkaAdminClient(**settings.kafka())
     try:
+        await admin.start()
+        known = await partition_counts(admin, list(full), wait_s=0)
         await consumer.start()
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may be brand new
-        tps = [TopicPartition(t, p) for t in full for p in consumer.partitions_for_topic(t) or ()]
-        counts = {full[t]: len(consumer.partitions_for_topic(t) or ()) for t in full}
+        tps = [TopicPartition(t, p) for t, n in known.items() for p in range(n)]
+        counts = {full[t]: n for t, n in known.items()}
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -66,6 +70,7 @@ async def read_topics(
                 break
     finally:
         await consumer.stop()
+        await admin.close()
     return records, counts
 
 

@@ -83,7 +83,7 @@ def synthetic_market(banned_persons: int) -> Market:
 class Collector:
     """Reads a topic read_committed from its end and notes when each awaited key arrives."""
 
-    def __init__(self, kafka: KafkaOptions, topic: str) -> None:
+    def __init__(self, kafka: KafkaOptions, topic: str, partitions: int) -> None:
         self._consumer = AIOKafkaConsumer(
             **kafka,
             isolation_level="read_committed",
@@ -93,6 +93,7 @@ class Collector:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._topic = topic
+        self._partitions = partitions
         self._task: asyncio.Task[None] | None = None
         self.arrivals: dict[bytes, float] = {}
         self._want = 0
@@ -102,12 +103,7 @@ class Collector:
     async def start(self) -> None:
         """Assign every partition at its current end."""
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self._topic)
-        while not partitions:  # created moments ago: this client has no metadata for it yet
-            await asyncio.sleep(0.1)
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - no public way
-            partitions = self._consumer.partitions_for_topic(self._topic)
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(self._topic, p) for p in range(self._partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:
@@ -184,15 +180,19 @@ async def _open_loop(
     *,
     rate: float,
     within_s: float,
+    all_orders: bool = False,
 ) -> dict[str, Any]:
-    """Produce orders on a fixed schedule; latency from scheduled send to decision consumed."""
+    """Produce orders on a fixed schedule; latency from scheduled send to decision consumed.
+
+    ``all_orders``: every record is an order (a passthrough lane's single input topic).
+    """
     collector.expect(len(order_ids), by_order_id=True)
     scheduled: dict[bytes, float] = {}
     ids: Iterator[bytes] = iter(order_ids)
     start = time.perf_counter() + 0.05
     sent = 0
     for topic, key, value in records:
-        if topic.endswith("orders"):
+        if all_orders or topic.endswith("orders"):
             due = start + sent / rate
             delay = due - time.perf_counter()
             if delay > 0:
@@ -274,8 +274,9 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
     market = synthetic_market(opts.banned_persons)
     producer = AIOKafkaProducer(**s.kafka(), linger_ms=1, acks="all")
     await producer.start()
-    decisions = Collector(s.kafka(), s.topic("decisions"))
-    copies = {lane.name: Collector(s.kafka(), lane.output) for lane in lanes}
+    n = s.topic_partitions
+    decisions = Collector(s.kafka(), s.topic("decisions"), n)
+    copies = {lane.name: Collector(s.kafka(), lane.output, n) for lane in lanes}
     result: dict[str, Any] = {"bench": "e2e", "orders_per_run": opts.orders, "runs": []}
     try:
         if opts.start_worker:
@@ -346,6 +347,7 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                 floor_ids,
                 rate=opts.rate,
                 within_s=opts.timeout_s,
+                all_orders=True,
             )
             run = {
                 "throughput_per_s": round(wk),

@@ -31,15 +31,22 @@ Apply = Callable[[Any], None]
 class TopicFollower:
     """Feeds every record of some topics to ``apply``; explicit start/stop lifecycle.
 
-    With ``probe``, it also asks the cluster for metadata every PROBE_S and keeps
+    With ``probe``, it also asks the cluster for an end offset every PROBE_S and keeps
     ``broker_reachable`` (the worker's readiness needs it).
     """
 
     def __init__(
-        self, kafka: KafkaOptions, topics: list[str], apply: Apply, *, probe: bool = False
+        self,
+        kafka: KafkaOptions,
+        topics: list[str],
+        partitions: int,
+        apply: Apply,
+        *,
+        probe: bool = False,
     ) -> None:
         self._kafka = kafka
         self._topics = topics
+        self._partitions = partitions
         self._apply = apply
         self._probing = probe
         self.ready = asyncio.Event()
@@ -57,14 +64,8 @@ class TopicFollower:
             group_id=None,
         )
         await consumer.start()
-        tps: list[TopicPartition] = []
-        for topic in self._topics:
-            partitions = consumer.partitions_for_topic(topic)
-            while not partitions:
-                await asyncio.sleep(0.1)  # topic metadata not yet known to this client
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way
-                partitions = consumer.partitions_for_topic(topic)
-            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        # The worker created (or checked) these topics with this count before it started.
+        tps = [TopicPartition(t, p) for t in self._topics for p in range(self._partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         targets = await consumer.end_offsets(tps)
@@ -74,13 +75,14 @@ class TopicFollower:
             self._tasks.append(asyncio.create_task(self._probe()))
 
     async def _probe(self) -> None:
-        # Faust keeps retrying while the cluster is away and says nothing a probe could read;
-        # a metadata request of our own tells /health/ready when the broker stops answering.
-        assert self._consumer is not None  # noqa: S101 - set by start()
-        client = self._consumer._client  # noqa: SLF001 - aiokafka has no public metadata call
+        # The clients keep retrying while the cluster is away and say nothing a probe could
+        # read; a small request of our own (one partition's end offset) tells /health/ready.
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        probe = TopicPartition(self._topics[0], 0)
         while True:
             try:
-                await asyncio.wait_for(client.fetch_all_metadata(), PROBE_S)
+                await asyncio.wait_for(consumer.end_offsets([probe]), PROBE_S)
             except (KafkaError, OSError, TimeoutError):
                 if self.broker_reachable:
                     log.warning("the Kafka cluster does not answer; not ready until it does")

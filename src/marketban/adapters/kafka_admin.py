@@ -58,9 +58,8 @@ async def wait_caught_up(
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
-        names = list(topics)
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may be brand new
-        tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
+        counts = await partition_counts(admin, list(topics))
+        tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
         while True:
             ends = await consumer.end_offsets(tps)
             try:
@@ -163,7 +162,7 @@ async def prepare_topics(
             # Another worker may win the race; the layout check below still applies.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-        counts = await _partition_counts(admin, list(plan))
+        counts = await partition_counts(admin, list(plan))
         wrong = {topic: count for topic, count in counts.items() if count != partitions}
         if wrong:
             raise TopicLayoutError(
@@ -174,7 +173,7 @@ async def prepare_topics(
         await admin.close()
 
 
-async def _partition_counts(
+async def partition_counts(
     admin: AIOKafkaAdminClient, topics: list[str], wait_s: float = 30
 ) -> dict[str, int]:
     """Partition count per topic, once the metadata of every (freshly created) topic is known.
@@ -189,7 +188,7 @@ async def _partition_counts(
         counts = {t["topic"]: len(t["partitions"]) for t in described}
         unknown = [t["topic"] for t in described if t["error_code"] or not t["partitions"]]
         if not unknown or loop.time() > deadline:
-            return counts
+            return {t: n for t, n in counts.items() if n}
         await asyncio.sleep(0.1)
 
 
@@ -205,6 +204,7 @@ def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
     plan[settings.topic("bans")]["retention.ms"] = "-1"
     plan[settings.ban_windows_topic] = {"cleanup.policy": "compact"}
     plan[settings.changelog_topic] = {"cleanup.policy": "compact"}
+    plan[settings.ticks_topic] = {"retention.ms": "60000", "segment.ms": "60000"}
     # Analysts' dispositions are the audit trail of Art. 14 follow-up: kept, never expired.
     plan[settings.dispositions_topic] = {"retention.ms": "-1"}
     return plan

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from marketban.decider.transactions import RETRY_BACKOFF_MS, tune_transaction_retries
 from marketban.settings import KafkaOptions
 
 Sends = list[tuple[str, bytes | None, bytes]]
@@ -74,6 +75,7 @@ async def passthrough_per_partition(
 
     The decider's shape without its work: the latency floor its latency is compared with.
     """
+    tune_transaction_retries()  # as the decider does: the same transport
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,7 +99,10 @@ async def passthrough_per_partition(
         producer = producers.get(partition)
         if producer is None:
             producer = AIOKafkaProducer(
-                **kafka, transactional_id=f"{group}-{partition}", linger_ms=1, retry_backoff_ms=5
+                **kafka,
+                transactional_id=f"{group}-{partition}",
+                linger_ms=1,
+                retry_backoff_ms=RETRY_BACKOFF_MS,
             )
             await producer.start()
             producers[partition] = producer

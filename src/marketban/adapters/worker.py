@@ -106,6 +106,7 @@ class MarketbanWorker:
         self.register_follower = TopicFollower(
             s.kafka(),
             [s.ban_windows_topic],
+            s.topic_partitions,
             lambda rec: self.register.apply(BanWindows.model_validate_json(rec.value)),
             probe=True,
         )
@@ -115,7 +116,7 @@ class MarketbanWorker:
             s.topic("violations"): self.violation_log.on_violation,
         }
         self.observer = TopicFollower(
-            s.kafka(), [*self._observed, s.dispositions_topic], self._observe
+            s.kafka(), [*self._observed, s.dispositions_topic], s.topic_partitions, self._observe
         )
         self.dispositions = DispositionRecorder(s)
         self.metrics = Metrics(self._sizes, self._lag)

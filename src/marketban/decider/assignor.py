@@ -1,10 +1,14 @@
 """Assigns tasks (partition numbers) to workers, and tells every worker who owns each task.
 
 Every account-keyed input has N partitions; task p is partition p of all of them, so the unit of
-assignment is the partition number. Each member's join metadata carries its advertised web URL
-and the tasks it had; the leader keeps tasks where they were when the balance allows (their
-stores are warm), spreads the rest, and sends every member the whole map task -> URL in the
-assignment's user data. The API routes an account's request to the owner of its task with it.
+assignment is the partition number. ``bans`` is given whole to every member (each task merges all
+of it into its own order), and so is the decider's ticks topic: the classic group protocol lets
+the leader assign a partition to several members.
+
+Each member's join metadata carries its advertised web URL and the tasks it had; the leader keeps
+tasks where they were when the balance allows (their stores are warm), spreads the rest, and
+sends every member the whole map task -> URL in the assignment's user data. The API routes an
+account's request to the owner of its task with it.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ class TaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc] # aiokafka 
     name = "marketban-tasks"
     version = 0
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, shared: tuple[str, ...]) -> None:
         self.url = url
+        #: The topics every member is given whole (bans, ticks).
+        self.shared = shared
         #: Task number -> the advertised URL of the worker that owns it, as of the last assignment.
         self.owners: dict[int, str] = {}
         self.tasks: list[int] = []
@@ -47,7 +53,11 @@ class TaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc] # aiokafka 
         members: Mapping[str, ConsumerProtocolMemberMetadata],
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         """The leader's assignment: each task to one member, every member told all owners."""
-        topics = sorted({t for m in members.values() for t in m.subscription})
+        subscribed = sorted({t for m in members.values() for t in m.subscription})
+        # Every member reads every partition of bans (each task merges all of it); the
+        # account-keyed topics are split by task.
+        shared = [t for t in subscribed if t in self.shared]
+        topics = [t for t in subscribed if t not in shared]
         counts = {t: len(cluster.partitions_for_topic(t) or ()) for t in topics}
         n = min(counts.values(), default=0)
         if len(set(counts.values())) > 1:
@@ -73,7 +83,10 @@ class TaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc] # aiokafka 
         return {
             m: ConsumerProtocolMemberAssignment(
                 self.version,
-                [(t, sorted(owned[m])) for t in topics],
+                [
+                    *((t, sorted(owned[m])) for t in topics),
+                    *((t, sorted(cluster.partitions_for_topic(t) or ())) for t in shared),
+                ],
                 data,
             )
             for m in ids
@@ -86,7 +99,9 @@ class TaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc] # aiokafka 
         self.owners = (
             {int(t): str(u) for t, u in owners.items()} if isinstance(owners, dict) else {}
         )
-        self.tasks = sorted({tp.partition for tp in assignment.partitions()})
+        self.tasks = sorted(
+            {tp.partition for tp in assignment.partitions() if tp.topic not in self.shared}
+        )
 
     @classmethod
     def on_generation_assignment(cls, generation: int) -> None:

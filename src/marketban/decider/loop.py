@@ -1,8 +1,8 @@
 """The decider: a consumer group over the account-keyed inputs, a reader of ``bans``, its tasks.
 
-One consumer (group ``<prefix>worker``, ``TaskAssignor``) fetches the account-keyed inputs and
-hands each record to the task of its partition number; one unassigned consumer reads every
-partition of ``bans`` into a log all tasks share. Each task runs its own loop: take the ready
+One consumer (group ``<prefix>worker``, ``TaskAssignor``) fetches the account-keyed inputs, handing
+each record to the task of its partition number, and every partition of ``bans`` (each worker is
+assigned all of it) into a log all its tasks share. Each task runs its own loop: take the ready
 records in order, decide, commit one transaction. On assignment, per task and in this order:
 its producer is initialised (which fences a zombie that still holds the task and ends its open
 transaction), the committed offsets are read, the store is restored, then the task runs. On
@@ -32,6 +32,7 @@ from marketban.decider.partitioning import ACCOUNT_TOPICS
 from marketban.decider.restore import restore
 from marketban.decider.store import TaskStore
 from marketban.decider.task import BanLog, FencedError, Lane, Task, TaskConfig
+from marketban.decider.transactions import RETRY_BACKOFF_MS, tune_transaction_retries
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine
 from marketban.domain.models import OUTPUT_TOPICS
@@ -41,7 +42,11 @@ log = logging.getLogger(__name__)
 
 #: Records a task may have queued before its partitions are paused (bounded memory).
 MAX_QUEUED: Final = 20_000
-_FETCH_WAIT_MS: Final = 5
+#: The broker answers a fetch as soon as data arrives (a held record makes a tick: _tick), so
+#: this bounds only an idle fetch.
+_FETCH_WAIT_MS: Final = 10
+_POLL_MS: Final = 100
+_TICK_EVERY_S: Final = 0.001
 
 
 class Decider:
@@ -72,7 +77,7 @@ class Decider:
             },
             metrics=metrics,
         )
-        self.assignor = TaskAssignor(s.web_url)
+        self.assignor = TaskAssignor(s.web_url, (s.topic("bans"), s.ticks_topic))
         self.tasks: dict[int, Task] = {}
         self.bans = BanLog()
         self.bans_loaded = asyncio.Event()
@@ -81,22 +86,17 @@ class Decider:
         self._runs: dict[int, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
-        self._bans_consumer: AIOKafkaConsumer | None = None
+        self._bans_targets: dict[TopicPartition, int] = {}
+        self._ticker: AIOKafkaProducer | None = None
+        self._ticked = 0.0
         self._paused: set[int] = set()
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Join the group and start reading."""
+        tune_transaction_retries()
         s = self.settings
-        self._bans_consumer = AIOKafkaConsumer(
-            **s.kafka(),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            fetch_max_wait_ms=_FETCH_WAIT_MS,
-        )
-        await self._bans_consumer.start()
         self._consumer = AIOKafkaConsumer(
             **s.kafka(),
             group_id=s.app_id,
@@ -109,14 +109,11 @@ class Decider:
             fetch_max_wait_ms=_FETCH_WAIT_MS,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        self._ticker = AIOKafkaProducer(**s.kafka(), acks=1, linger_ms=0)
+        await self._ticker.start()
         await self._consumer.start()
-        self._consumer.subscribe(
-            [t for t, name in self.topics.items() if name != "bans"], listener=_Listener(self)
-        )
-        self._loops = [
-            asyncio.create_task(self._read_bans(), name="decider-bans"),
-            asyncio.create_task(self._fetch(), name="decider-fetch"),
-        ]
+        self._consumer.subscribe([*self.topics, s.ticks_topic], listener=_Listener(self))
+        self._loops = [asyncio.create_task(self._fetch(), name="decider-fetch")]
 
     async def stop(self) -> None:
         """Finish the batches being committed, close the tasks and the consumers."""
@@ -128,8 +125,8 @@ class Decider:
         if self._consumer is not None:
             with contextlib.suppress(KafkaError):
                 await self._consumer.stop()
-        if self._bans_consumer is not None:
-            await self._bans_consumer.stop()
+        if self._ticker is not None:
+            await _close_producer(self._ticker)
 
     def readiness(self) -> dict[str, bool]:
         """What must hold before this worker decides: tasks assigned and restored, bans read."""
@@ -175,73 +172,71 @@ class Decider:
 
     # ---- reading -------------------------------------------------------------------------------
 
-    async def _read_bans(self) -> None:
-        consumer = self._bans_consumer
-        assert consumer is not None  # noqa: S101 - set by start()
-        topic = self.settings.topic("bans")
-        # The layout was checked at start: every marketban topic has the configured count.
-        tps = [TopicPartition(topic, p) for p in range(self.config.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        targets = await consumer.end_offsets(tps)
-        while True:
-            batch = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS, max_records=10_000)
-            at = int(time.time() * 1000)  # wall-clock ok: compared with fetch times only
-            for tp, records in batch.items():
-                self.bans.add(tp.partition, records, at)
-            for tp in tps:
-                position = await consumer.position(tp)
-                lso = consumer.last_stable_offset(tp)
-                polled = consumer.last_poll_timestamp(tp)
-                caught_up = lso is not None and polled is not None and position >= lso
-                self.bans.confirmed_ms[tp.partition] = polled if caught_up else -1
-            if not self.bans_loaded.is_set() and await _reached(consumer, targets):
-                log.info(
-                    "bans: read to the end (%d records)", sum(map(len, self.bans.records.values()))
-                )
-                self.bans_loaded.set()
-            for task in list(self.tasks.values()):
-                if batch or task.waiting():
-                    task.wake.set()
-
     async def _fetch(self) -> None:
         consumer = self._consumer
         assert consumer is not None  # noqa: S101 - set by start()
+        bans_topic = self.settings.topic("bans")
+        ticks_topic = self.settings.ticks_topic
         while True:
             try:
-                batch = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS, max_records=10_000)
+                batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=10_000)
             except KafkaError as exc:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
-            at = int(time.time() * 1000)  # wall-clock ok: compared with fetch times only
+            # A record's fetch time is its response's; an empty partition confirms it once a
+            # later response shows that partition with nothing more (Lane.confirmed_ms, read by
+            # each task just before it takes records).
             woken: set[int] = set()
             for tp, records in batch.items():
+                if tp.topic == ticks_topic:
+                    continue  # only there to make the broker answer (_tick)
+                fetched = consumer.last_poll_timestamp(tp) or 0
+                if tp.topic == bans_topic:
+                    self.bans.add(tp.partition, records, fetched)
+                    woken.update(self.tasks)
+                    continue
                 task = self.tasks.get(tp.partition)
                 lane = task.by_tp.get(tp) if task is not None else None
                 if lane is None:
                     continue  # not (or no longer) this worker's: its owner fetches it
-                lane.add(records, at)
+                lane.add(records, fetched)
                 woken.add(tp.partition)
+            loading = not self.bans_loaded.is_set() and self._bans_targets
+            if loading and await _reached(consumer, self._bans_targets):
+                kept = sum(map(len, self.bans.records.values()))
+                log.info("bans: read to the end (%d records)", kept)
+                self.bans_loaded.set()
             for task in list(self.tasks.values()):
-                for lane in task.lanes:
-                    # Whether the consumer holds anything more of this partition: what the task
-                    # has queued already is known, so queued records do not change the answer.
-                    try:
-                        position = await consumer.position(lane.tp)
-                        lso = consumer.last_stable_offset(lane.tp)
-                        polled = consumer.last_poll_timestamp(lane.tp)
-                    except (AssertionError, KafkaError):
-                        lane.confirmed_ms = -1  # being revoked
-                        continue
-                    caught_up = lso is not None and polled is not None and position >= lso
-                    lane.confirmed_ms = polled if caught_up else -1
                 queued = sum(len(lane.records) for lane in task.lanes)
                 if queued > MAX_QUEUED and task.number not in self._paused:
                     consumer.pause(*task.by_tp)
                     self._paused.add(task.number)
                 if task.number in woken or task.waiting():
                     task.wake.set()
+
+    async def _confirm(self, task: Task) -> None:
+        """What the consumer knows now of the task's empty partitions (Lane.confirmed_ms)."""
+        for lane in task.lanes:
+            lane.confirmed_ms = await self._confirmed(lane.tp)
+        bans_topic = self.settings.topic("bans")
+        for part in range(self.config.partitions):
+            tp = TopicPartition(bans_topic, part)
+            self.bans.confirmed_ms[part] = await self._confirmed(tp)
+
+    async def _confirmed(self, tp: TopicPartition) -> int:
+        """When the consumer last saw ``tp`` with nothing more to give (ms), or -1."""
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        try:
+            position = await consumer.position(tp)
+            lso = consumer.last_stable_offset(tp)
+            polled = consumer.last_poll_timestamp(tp)
+        except (AssertionError, KafkaError):
+            return -1  # not assigned (being revoked)
+        if lso is None or polled is None or position < lso:
+            return -1
+        return int(polled)
 
     # ---- tasks ---------------------------------------------------------------------------------
 
@@ -250,10 +245,13 @@ class Decider:
         try:
             while not task.stopping:
                 task.wake.clear()
+                await self._confirm(task)
                 if task.collect():
                     await task.commit()
                     self._maybe_resume(task)
                     continue
+                if task.idle_wait() is not None:
+                    self._tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(task.wake.wait(), task.idle_wait())
         except FencedError as exc:
@@ -266,6 +264,21 @@ class Decider:
             log.exception("task %d failed; reopening it from its committed state", task.number)
             self._runs.pop(task.number, None)
             asyncio.get_running_loop().call_soon(self._schedule_reopen, task.number)
+
+    def _tick(self) -> None:
+        """Append a tick, so the fetch in flight is answered now, every partition read afresh.
+
+        A record held back waits for a response read after it arrived (Lane.confirmed_ms); an
+        idle fetch would only come back after fetch_max_wait. One tick every millisecond at most.
+        """
+        now = time.monotonic()
+        if self._ticker is None or now - self._ticked < _TICK_EVERY_S:
+            return
+        self._ticked = now
+        ticker = self._ticker
+        self._loops.append(asyncio.create_task(_send_tick(ticker, self.settings.ticks_topic)))
+        if len(self._loops) > 64:  # noqa: PLR2004 - finished ticks are dropped now and then
+            self._loops = [t for t in self._loops if not t.done()]
 
     def _schedule_reopen(self, number: int) -> None:
         self._loops.append(asyncio.create_task(self._reopen(number)))
@@ -302,9 +315,8 @@ class Decider:
         producer = AIOKafkaProducer(
             **s.kafka(),
             transactional_id=f"{s.app_id}-task-{number}",
-            # The broker answers CONCURRENT_TRANSACTIONS to a transaction begun right after the
-            # previous commit; aiokafka's default 100 ms backoff would then add to every batch.
-            retry_backoff_ms=5,
+            # Back-to-back transactions: see marketban.decider.transactions.
+            retry_backoff_ms=RETRY_BACKOFF_MS,
             linger_ms=1,
             max_batch_size=1024 * 1024,
             request_timeout_ms=30_000,
@@ -353,6 +365,16 @@ class Decider:
             task.store.close()
         self._paused.clear()
 
+    async def _seek_bans(self, tps: list[TopicPartition]) -> None:
+        """Every worker reads all of bans: go on after what the ban log already holds."""
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        beginning = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            kept = self.bans.records.get(tp.partition)
+            consumer.seek(tp, kept[-1][0].offset + 1 if kept else beginning[tp])
+        self._bans_targets = await consumer.end_offsets(tps)
+
     async def on_revoked(self) -> None:
         """Rebalance: stop every task (its committing batch finishes or aborts)."""
         self.rebalancing = True
@@ -360,7 +382,10 @@ class Decider:
 
     async def on_assigned(self, partitions: set[TopicPartition]) -> None:
         """Rebalance done: open the tasks of the assigned partition numbers."""
-        numbers = sorted({tp.partition for tp in partitions})
+        bans_topic = self.settings.topic("bans")
+        shared = {bans_topic, self.settings.ticks_topic}
+        numbers = sorted({tp.partition for tp in partitions if tp.topic not in shared})
+        await self._seek_bans([tp for tp in partitions if tp.topic == bans_topic])
         started = time.monotonic()
         results = await asyncio.gather(
             *(self._open_task(n) for n in numbers), return_exceptions=True
@@ -389,6 +414,11 @@ async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int
         if await consumer.position(tp) < target:
             return False
     return True
+
+
+async def _send_tick(producer: AIOKafkaProducer, topic: str) -> None:
+    with contextlib.suppress(KafkaError):
+        await producer.send(topic, b"", partition=0)
 
 
 async def _close_producer(producer: AIOKafkaProducer) -> None:

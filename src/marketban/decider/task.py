@@ -47,9 +47,11 @@ class BanPositions(BaseModel):
 class Lane:
     """Records of one input partition waiting in a task, and what is known of what may follow.
 
-    ``confirmed_ms``: the local time of the latest fetch response at which this partition had
-    nothing more to give (position at its last stable offset); a record fetched before that time
-    cannot be preceded by one this partition has yet to deliver. -1 while it lags.
+    ``confirmed_ms``: the time of the latest fetch response in which this partition had nothing
+    more to give (position at its last stable offset). A record delivered by an earlier response
+    cannot be preceded by one this partition has yet to deliver. Not one delivered by the same
+    response: the broker reads a fetch's partitions one after another, so a partition read before
+    the record's may have been read before an earlier record reached it. -1 while it lags.
     """
 
     __slots__ = ("confirmed_ms", "expect", "partition", "rank", "records", "topic", "tp")
