@@ -43,30 +43,15 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1, le=16, description="replication of topics it creates")
     web_bind: str = Field("127.0.0.1", description="address the worker's web server binds to")
     web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web server")
-    store: str = Field(
-        "rocksdb://", description="worker table store: rocksdb:// (default) or memory://"
-    )
-    data_dir: Path = Field(Path(".local/worker-data"), description="worker's local table data")
-    commit_interval: float = Field(
-        0.05,
-        gt=0,
-        le=10,
-        description="seconds between exactly-once transaction commits (decisions become visible)",
-    )
+    data_dir: Path = Field(Path(".local/worker-data"), description="the decider's RocksDB stores")
     session_timeout: float = Field(
         10.0,
         ge=6,
         le=300,
-        description="seconds before a dead worker's partitions are given to another worker",
+        description="seconds before a dead worker's tasks are given to another worker",
     )
     batch_max: int = Field(
-        500, ge=1, le=100_000, description="most input records the worker takes in one batch"
-    )
-    batch_wait: float = Field(
-        0.002,
-        gt=0,
-        le=1,
-        description="seconds the worker waits to fill a batch before deciding what it has",
+        500, ge=1, le=100_000, description="most input records in one task's transaction"
     )
     max_task_idle: float = Field(
         0.5,

@@ -31,22 +31,27 @@ def test_a_frozen_worker_is_fenced_when_it_thaws_and_nothing_is_lost_or_repeated
     kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     reference, flow = market(ORDERS, seed=31)
+    half = len(flow) // 2
+    burst = [r for r in market(10_000 * SCALE, seed=32)[1] if r[0] == "orders"]
     first = Supervised(_env(kafka_env, tmp_path / "data1"), tmp_path, "frozen").start()
     second = Supervised(_env(kafka_env, tmp_path / "data2"), tmp_path, "other").start()
 
     async def scenario() -> None:
         async with Market(kafka_bootstrap, topic_prefix) as m:
             await m.reference(reference)
-            flowing = asyncio.create_task(m.flow(flow, rate=150, changes=1))
-            await asyncio.sleep(2)
+            await m.flow(flow[:half], rate=150, changes=1)
             assert first.child is not None
             assert first.child.proc is not None
-            # Frozen with batches in hand: the session timeout (6 s) passes, its tasks move to
-            # the other worker, whose producers fence this one's transactional ids.
+            # A backlog keeps every task committing batch after batch, so the freeze catches
+            # transactions under way; the session timeout (6 s) passes, the tasks move to the
+            # other worker, whose producers fence this one's transactional ids.
+            await m.burst(burst)
+            await asyncio.sleep(0.3)
             first.child.proc.send_signal(signal.SIGSTOP)
             await asyncio.sleep(12)
             first.child.proc.send_signal(signal.SIGCONT)
-            await flowing
+            await m.drain(within_s=240)
+            await m.flow(flow[half:], rate=150)
             await m.drain(within_s=240)
 
     try:
@@ -57,7 +62,7 @@ def test_a_frozen_worker_is_fenced_when_it_thaws_and_nothing_is_lost_or_repeated
     frozen = first.logs()
     assert "fenced by a newer owner" in frozen, frozen[-5000:]
     assert_logs_clean(frozen)
-    assert_clean(audit(kafka_env), ORDERS)
+    assert_clean(audit(kafka_env), ORDERS + len(burst))
 
 
 def test_two_workers_and_input_fed_without_waiting_match_the_audit(

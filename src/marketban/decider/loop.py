@@ -90,6 +90,7 @@ class Decider:
         self._ticker: AIOKafkaProducer | None = None
         self._ticked = 0.0
         self._paused: set[int] = set()
+        self._generation = 0
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -255,15 +256,27 @@ class Decider:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(task.wake.wait(), task.idle_wait())
         except FencedError as exc:
+            # A zombie: the task is another worker's now. It closes here; the next assignment
+            # (which the group is already preparing) decides where it opens again.
             self.fenced += 1
             log.warning("%s", exc)
             self._runs.pop(task.number, None)
+            await self._discard(task)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("task %d failed; reopening it from its committed state", task.number)
             self._runs.pop(task.number, None)
-            asyncio.get_running_loop().call_soon(self._schedule_reopen, task.number)
+            asyncio.get_running_loop().call_soon(self._schedule_reopen, task.number, task)
+
+    async def _discard(self, task: Task) -> None:
+        """Close a task that no longer runs, unless the assignment has already replaced it."""
+        if self.tasks.get(task.number) is task:
+            del self.tasks[task.number]
+        if task.opened:
+            task.opened = False
+            await _close_producer(task.producer)
+            task.store.close()
 
     def _tick(self) -> None:
         """Append a tick, so the fetch in flight is answered now, every partition read afresh.
@@ -280,21 +293,19 @@ class Decider:
         if len(self._loops) > 64:  # noqa: PLR2004 - finished ticks are dropped now and then
             self._loops = [t for t in self._loops if not t.done()]
 
-    def _schedule_reopen(self, number: int) -> None:
-        self._loops.append(asyncio.create_task(self._reopen(number)))
+    def _schedule_reopen(self, number: int, failed: Task | None = None) -> None:
+        self._loops.append(asyncio.create_task(self._reopen(number, failed)))
 
-    async def _reopen(self, number: int) -> None:
-        task = self.tasks.pop(number, None)
-        if task is not None:
-            await _close_producer(task.producer)
-            task.store.close()
+    async def _reopen(self, number: int, failed: Task | None = None) -> None:
+        if failed is not None:
+            await self._discard(failed)
         for attempt in range(1000):
             if self.rebalancing or number not in self.assignor.tasks:
                 return  # the assignment will open it (or it went elsewhere)
             try:
                 await self._open_task(number)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                log.warning("task %d: reopening failed (%s); retry %d", number, exc, attempt + 1)
+            except Exception as exc:  # noqa: BLE001 - Kafka, RocksDB (a lock not yet freed): retry
+                log.warning("task %d: reopening failed (%r); retry %d", number, exc, attempt + 1)
                 await asyncio.sleep(min(0.5 * (attempt + 1), 5))
             else:
                 return
@@ -321,31 +332,51 @@ class Decider:
             max_batch_size=1024 * 1024,
             request_timeout_ms=30_000,
         )
-        # Starting the producer initialises its transactional id: a zombie holding this task is
-        # fenced and its open transaction ended before the committed offsets are read.
-        await producer.start()
-        store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
+        generation = self._generation
+
+        def current() -> None:
+            # A rebalance that began while this task was opening owns what follows.
+            if self._generation != generation:
+                raise _SupersededError
+
+        store: TaskStore | None = None
+        task: Task | None = None
         try:
+            # Starting the producer initialises its transactional id: a zombie holding this
+            # task is fenced and its open transaction ended before the offsets are read.
+            await producer.start()
+            current()
+            store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
             task = Task(number, self.config, store, producer, lanes, self.bans)
-            self.tasks[number] = task
+            self.tasks[number] = task  # the fetch loop queues its records from now on
             for lane in lanes:
                 committed = await consumer.committed(lane.tp)
                 if committed is None:
                     beginning = await consumer.beginning_offsets([lane.tp])
                     committed = beginning[lane.tp]
+                current()
                 consumer.seek(lane.tp, committed)
                 lane.reset(committed)
             await restore(s.kafka(), store, s.changelog_topic, number)
+            current()
             task.load()
-        except BaseException:
-            self.tasks.pop(number, None)
+        except BaseException as exc:
+            if task is not None and self.tasks.get(number) is task:
+                del self.tasks[number]
             await _close_producer(producer)
-            store.close()
+            if store is not None:
+                store.close()
+            if isinstance(exc, _SupersededError):
+                log.info("task %d: not opened, the assignment changed meanwhile", number)
+                return
             raise
+        task.opened = True
         self._runs[number] = asyncio.create_task(self._run(task), name=f"task-{number}")
         log.info("task %d: open", number)
 
     async def _close_tasks(self) -> None:
+        # Tasks still opening see the new generation and close themselves.
+        self._generation += 1
         runs, self._runs = self._runs, {}
         for number, run in runs.items():
             task = self.tasks.get(number)
@@ -361,8 +392,10 @@ class Decider:
                 await run
         tasks, self.tasks = self.tasks, {}
         for task in tasks.values():
-            await _close_producer(task.producer)
-            task.store.close()
+            if task.opened:  # one still opening closes itself (it sees the new generation)
+                task.opened = False
+                await _close_producer(task.producer)
+                task.store.close()
         self._paused.clear()
 
     async def _seek_bans(self, tps: list[TopicPartition]) -> None:
@@ -392,10 +425,14 @@ class Decider:
         )
         for number, result in zip(numbers, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("task %d could not be opened: %r; retrying", number, result)
+                log.error("task %d could not be opened; retrying", number, exc_info=result)
                 self._schedule_reopen(number)
         self.rebalancing = False
         log.info("tasks %s open in %.1fs", numbers, time.monotonic() - started)
+
+
+class _SupersededError(Exception):
+    """The assignment changed while a task was opening."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped

@@ -147,6 +147,8 @@ class Task:
         )
         self.wake = asyncio.Event()
         self.stopping = False
+        #: Set once the task is open (producer, store, positions); whoever clears it closes them.
+        self.opened = False
         self.ban_next: dict[int, int] = {}
         self._held_since: float | None = None
         self._sends: list[Send] = []
@@ -356,7 +358,15 @@ async def _send_all(producer: AIOKafkaProducer, sends: Sequence[Send]) -> list[t
                 batch.append(key=key, value=value, timestamp=None)
             count += 1
         futures.append((await producer.send_batch(batch, topic, partition=part), count))
+    for fut, _count in futures:
+        # A failed transaction fails these too; the commit reports it once.
+        fut.add_done_callback(_observed)
     return futures
+
+
+def _observed(fut: Any) -> None:  # noqa: ANN401 - an asyncio future of aiokafka's
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _is_fenced(exc: BaseException) -> bool:
