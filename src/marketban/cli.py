@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
             " it writes a synthetic market into that prefix's topics: never a production prefix"
         ),
     )
+    reference = bench_sub.add_parser(
+        "reference",
+        help="reference data at a broker's size into a fresh worker, then two restarts",
+    )
+    reference.add_argument("--banned-persons", type=int, default=10_000, help="persons banned")
+    reference.add_argument(
+        "--accounts", type=int, default=1_000_000, help="linked accounts (3 per banned person)"
+    )
     for name, what in (
         ("passthrough", "the raw aiokafka exactly-once copy that `bench e2e` compares against"),
         ("passthrough-per-partition", "the same copy, one transactional producer a partition"),

@@ -140,6 +140,14 @@ def _bench_command(args: argparse.Namespace, settings: Settings) -> int:
         return passthrough_command(
             settings.kafka(), args.group, args.inputs, args.output, per_partition=per_partition
         )
+    if args.bench == "reference":
+        import asyncio  # noqa: PLC0415
+
+        from marketban.adapters.bench_reference import bench_reference  # noqa: PLC0415
+
+        figures = asyncio.run(bench_reference(settings, args.banned_persons, args.accounts))
+        print(json.dumps(figures))  # noqa: T201
+        return 0
     if args.bench == "e2e":
         import asyncio  # noqa: PLC0415
 
