@@ -27,8 +27,8 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
+        # Six tasks may restore at once: small fetches keep a worker's peak memory down.
+        max_partition_fetch_bytes=1024 * 1024,
     )
     await consumer.start()
     applied = 0
@@ -49,7 +49,7 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
             return 0
         consumer.seek(tp, start)
         while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500, max_records=50_000)
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=5_000)
             records = batch.get(tp, [])
             if records:
                 changes = [(r.key, r.value) for r in records if r.key is not None]

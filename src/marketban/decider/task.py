@@ -21,11 +21,12 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import BaseModel, Field
 
+from marketban.decider.banview import PersonDecisions, StoredBanView
 from marketban.decider.handling import handle_in_task
 from marketban.decider.ordering import TOPIC_RANK, MergeKey
 from marketban.decider.partitioning import partition_of
 from marketban.decider.store import TaskStore
-from marketban.domain.bans import BanRecord, BanView, ban_windows
+from marketban.domain.bans import BanRecord
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import AccountState, Engine, Output, Source, State
 from marketban.domain.fastpath import json_bytes
@@ -136,11 +137,14 @@ class Task:
         self.by_tp = {lane.tp: lane for lane in lanes}
         self.bans = bans
         self.positions = store.mapping("x:", BanPositions)
+        bans_map = store.mapping("b:", BanRecord)
         self.engine = Engine(
             config.calendar,
             State(
-                bans=store.mapping("b:", BanRecord),
-                persons=BanView(),
+                bans=bans_map,
+                persons=StoredBanView(
+                    bans_map, store.mapping("i:", PersonDecisions), config.calendar
+                ),
                 links=store.mapping("l:", AccountLink),
                 accounts=store.mapping("a:", AccountState),
             ),
@@ -158,13 +162,7 @@ class Task:
     # ---- opening -------------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Build the in-memory parts of the state from the store: ban view, ban positions."""
-        view = self.engine.state.persons
-        calendar = self.config.calendar
-        for _key, raw in self.store.scan(b"b:"):
-            record = BanRecord.model_validate_json(raw)
-            if record.issued:
-                view.apply(ban_windows(record, calendar))
+        """Read the task's positions in ``bans`` from its store (the ban view loads lazily)."""
         stored = self.positions.get("bans")
         self.ban_next = dict(stored.offsets) if stored else {}
         self.store.discard()
