@@ -96,3 +96,35 @@ def test_the_assignor_keeps_tasks_where_they_were_and_tells_everyone_the_owners(
         4: "http://b:2",
         5: "http://b:2",
     }
+
+
+def test_the_stored_ban_view_loads_a_person_from_the_store_and_matches_the_eager_view(
+    tmp_path: Path,
+) -> None:
+    from marketban.decider.banview import PersonDecisions, StoredBanView  # noqa: PLC0415
+    from marketban.domain.bans import BanRecord  # noqa: PLC0415
+    from marketban.domain.engine import Engine, State  # noqa: PLC0415
+    from tests.unit.helpers import CAL, ban, feed, link, order, verdicts  # noqa: PLC0415
+
+    store = TaskStore(tmp_path / "t")
+    bans = store.mapping("b:", BanRecord)
+    state = State(bans=bans, persons=StoredBanView(bans, store.mapping("i:", PersonDecisions), CAL))
+    lazy = Engine(CAL, state)
+    eager = Engine(CAL)
+    messages = (("bans", ban()), ("accounts", link()), ("orders", order("O1")))
+    for engine in (lazy, eager):
+        feed(engine, *messages)
+    store.stage()
+    store.committed(next_offset=3)
+    # A fresh view over the committed store (a restarted task) decides the same.
+    state2 = State(
+        bans=store.mapping("b:", BanRecord),
+        persons=StoredBanView(
+            store.mapping("b:", BanRecord), store.mapping("i:", PersonDecisions), CAL
+        ),
+        links=store.mapping("l:", AccountLink),
+    )
+    state2.links["A1"] = AccountLink(account_id="A1", person_id="P1", kind="cash")
+    again = Engine(CAL, state2)
+    assert verdicts(feed(again, ("orders", order("O2")))) == {"O2": "block"}
+    assert verdicts(feed(eager, ("orders", order("O2")))) == {"O2": "block"}

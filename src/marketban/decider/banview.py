@@ -46,15 +46,21 @@ class StoredBanView(BanView):
         return super().get(person_id)
 
     def apply(self, record: BanWindows) -> None:
-        """Apply a ban change, and index its person in the store."""
+        """Index a ban change's person in the store; apply it here if the person is loaded.
+
+        A person not loaded yet is loaded from the store when first asked for, which then
+        already holds this change (the decision record is written in the same batch).
+        """
         person = record.person_id
         if person is not None:
-            self._load(person)
             entry = self._index.get(person)
             if entry is None or record.decision_id not in entry.decisions:
                 known = list(entry.decisions) if entry is not None else []
                 self._index[person] = PersonDecisions(decisions=[*known, record.decision_id])
-        super().apply(record)
+        # Applied here also when the decision is held for another person (a re-issue naming
+        # someone else), so that person's windows drop it.
+        if person is None or person in self._loaded or self.holds(record.decision_id):
+            super().apply(record)
 
     def _load(self, person_id: str) -> None:
         if person_id in self._loaded:

@@ -41,7 +41,7 @@ from marketban.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Records a task may have queued before its partitions are paused (bounded memory).
-MAX_QUEUED: Final = 20_000
+MAX_QUEUED: Final = 5_000
 #: The broker answers a fetch as soon as data arrives (a held record makes a tick: _tick), so
 #: this bounds only an idle fetch.
 _FETCH_WAIT_MS: Final = 10
@@ -108,7 +108,7 @@ class Decider:
             session_timeout_ms=int(s.session_timeout * 1000),
             heartbeat_interval_ms=max(int(s.session_timeout * 1000) // 4, 500),
             fetch_max_wait_ms=_FETCH_WAIT_MS,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=1024 * 1024,
         )
         self._ticker = AIOKafkaProducer(**s.kafka(), acks=1, linger_ms=0)
         await self._ticker.start()

@@ -138,6 +138,10 @@ class BanView:
             )
             person.windows[record.decision_id] = record.windows
 
+    def holds(self, decision_id: str) -> bool:
+        """Whether a record of this decision has been applied."""
+        return decision_id in self._decisions
+
     def get(self, person_id: str) -> PersonBans | None:
         """The person's windows, or None when no decision names them."""
         return self._persons.get(person_id)
