@@ -69,7 +69,8 @@ chaos: $(STAMP) ## fault suite (kills, rebalances, overload, lost state) + fuzzi
 	@$(BROKER_UP) \
 	trap '[ $$started = 1 ] && $(KAFKA) down' EXIT; \
 	MARKETBAN_CHAOS_SCALE=$(CHAOS_SCALE) MARKETBAN_FUZZ_COUNT=$(FUZZ_COUNT) \
-	$(PY) -m pytest -m "" tests/integration/test_chaos.py tests/integration/test_fuzz.py \
+	$(PY) -m pytest -m "" tests/integration/test_chaos.py tests/integration/test_decider_faults.py \
+	  tests/integration/test_fuzz.py \
 	  tests/unit/test_hostile_input.py $(PYTEST_ARGS)
 
 # The main job on a fresh machine: broker (unless MARKETBAN_KAFKA_BOOTSTRAP is set), worker, and
@@ -108,7 +109,9 @@ bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md (table) and bench-resul
 	$(VENV)/bin/marketban bench engine --orders $(BENCH_ENGINE_ORDERS) --runs $(BENCH_ENGINE_RUNS) | tee .local/bench-engine.json; \
 	$(VENV)/bin/marketban bench e2e --orders $(BENCH_E2E_ORDERS) --runs $(BENCH_RUNS) \
 	  --latency-seconds $(BENCH_LATENCY_S) | tee .local/bench-e2e.json; \
+	$(VENV)/bin/marketban bench reference | tee .local/bench-reference.json; \
 	$(PY) -m marketban.service.bench_report .local/bench-engine.json .local/bench-e2e.json \
+	  .local/bench-reference.json \
 	  docs/benchmarks.md bench-results.json "$(KAFKA_VERSION)" "$$(date -u +%FT%TZ)"; \
 	echo "wrote docs/benchmarks.md and bench-results.json"
 

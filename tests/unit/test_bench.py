@@ -43,10 +43,18 @@ def test_the_report_writes_the_json_results_and_the_docs_block(tmp_path: Path) -
     e2e = tmp_path / "e2e.json"
     engine.write_text("noise\n" + json.dumps({"decisions_per_s": 1, "runs": [], "runs_count": 3}))
     e2e.write_text(json.dumps({"throughput_per_s": 2, "runs": []}))
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps({"load_per_s": 25_000, "records": 9}))
     doc, out = tmp_path / "benchmarks.md", tmp_path / "bench-results.json"
-    assert main([str(engine), str(e2e), str(doc), str(out), "4.3.1", "2026-11-22"]) == 0
+    args = [str(engine), str(e2e), str(reference), str(doc), str(out), "4.3.1", "2026-11-22"]
+    assert main(args) == 0
     written = json.loads(out.read_text())
     assert written["engine"]["decisions_per_s"] == 1
     assert written["e2e"]["throughput_per_s"] == 2
     assert written["kafka"] == "4.3.1"
+    assert written["reference"]["load_per_s"] == 25_000
+    assert (
+        "| reference data, 1,000,000 linked accounts (records/s) | 20,000 | 50,000 | 25,000 | yes |"
+        in doc.read_text()
+    )
     assert BEGIN in doc.read_text()

@@ -34,7 +34,13 @@ TARGETS: list[tuple[str, str, str, float, float, bool]] = [
         250,
         False,
     ),
-]
+    ("reference data, 1,000,000 linked accounts (records/s)", "reference", "load_per_s",
+     20_000, 50_000, True),
+    ("worker peak memory loading it (MB)", "reference", "worker_peak_rss_mb", 500, 250, False),
+    ("restart, store intact: ready in (s)", "reference", "restart_store_intact_s", 5, 2, False),
+    ("restart, store deleted: ready in (s)", "reference", "restart_store_deleted_s", 60, 20,
+     False),
+]  # fmt: skip
 _PACKAGES = ("faust-streaming", "aiokafka", "pydantic", "orjson", "rocksdict")
 
 
@@ -103,8 +109,10 @@ def render_table(results: dict[str, dict[str, Any]], kafka_version: str) -> str:
             f"{_fmt(e2e.get('p50_ms'))} ms, p99.9 {_fmt(e2e.get('p999_ms'))} ms"
         ),
         (
-            f"- reference data load: {_fmt(e2e.get('reference_per_s'))} records/s "
-            f"({_fmt(e2e.get('reference_records'))} records)"
+            f"- reference data of the e2e market: {_fmt(e2e.get('reference_per_s'))} records/s "
+            f"({_fmt(e2e.get('reference_records'))} records); at a broker's size "
+            f"({_fmt(results.get('reference', {}).get('records'))} records): the producer alone "
+            f"{_fmt(results.get('reference', {}).get('produce_per_s'))} records/s on the same cores"
         ),
         "- engine runs (decisions/s): "
         + ", ".join(_fmt(r["decisions_per_s"]) for r in engine.get("runs", [])),
@@ -130,13 +138,14 @@ def splice(document: str, block: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m marketban.service.bench_report ENGINE.json E2E.json DOC.md OUT.json KAFKA``."""
-    engine_file, e2e_file, doc_file, out_file, kafka_version, measured_at = argv
+    """``python -m marketban.service.bench_report ENGINE E2E REFERENCE DOC OUT KAFKA AT``."""
+    engine_file, e2e_file, reference_file, doc_file, out_file, kafka_version, measured_at = argv
     results = {
         "measured_at": measured_at,
         "environment": environment(),
         "engine": json.loads(Path(engine_file).read_text().splitlines()[-1]),
         "e2e": json.loads(Path(e2e_file).read_text().splitlines()[-1]),
+        "reference": json.loads(Path(reference_file).read_text().splitlines()[-1]),
     }
     results["kafka"] = kafka_version
     Path(out_file).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
