@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import orjson
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
@@ -128,3 +129,69 @@ def test_the_stored_ban_view_loads_a_person_from_the_store_and_matches_the_eager
     again = Engine(CAL, state2)
     assert verdicts(feed(again, ("orders", order("O2")))) == {"O2": "block"}
     assert verdicts(feed(eager, ("orders", order("O2")))) == {"O2": "block"}
+
+
+def _task(tmp_path: Path, idle_s: float = 60.0) -> Any:
+    from aiokafka import TopicPartition  # noqa: PLC0415
+
+    from marketban.decider.task import BanLog, Lane, Task, TaskConfig  # noqa: PLC0415
+    from tests.unit.helpers import CAL  # noqa: PLC0415
+
+    names = {"p.orders": "orders", "p.executions": "executions", "p.bans": "bans"}
+    config = TaskConfig(
+        group="g", partitions=1, prefix="p.", changelog="p.c", batch_max=100,
+        max_idle_s=idle_s, calendar=CAL, topics=names,
+        outputs={"decisions": "p.decisions", "violations": "p.violations",
+                 "rejected": "p.rejected", "ban-windows": "p.bw"},
+    )  # fmt: skip
+    lanes = [Lane(TopicPartition(t, 0), names[t]) for t in ("p.orders", "p.executions")]
+    return Task(0, config, TaskStore(tmp_path / "t"), None, lanes, BanLog())  # type: ignore[arg-type]
+
+
+def _record(topic: str, offset: int, ts: int, value: bytes) -> Any:
+    from aiokafka.structs import ConsumerRecord  # noqa: PLC0415
+
+    return ConsumerRecord(topic, 0, offset, ts, 1, b"A1", value, None, 2, len(value), [])
+
+
+def test_a_task_takes_records_in_timestamp_order_across_its_partitions(tmp_path: Path) -> None:
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    task = _task(tmp_path)
+    orders, executions = task.lanes
+    orders.add([_record("p.orders", 0, 20, orjson.dumps(order("O2")))], fetched_ms=100)
+    executions.add([_record("p.executions", 0, 10, b"{broken")], fetched_ms=100)
+    task.bans.confirmed_ms[0] = 101  # bans seen empty after both were fetched
+    # and both partitions seen at their ends since: taking one's record leaves the other free
+    orders.confirmed_ms = executions.confirmed_ms = 101
+    assert task.collect() == 2
+    topics = [topic for topic, _p, _k, _v in task._sends]
+    # the broken execution (timestamp 10) is rejected before the order (20) is decided
+    assert topics == ["p.rejected", "p.decisions"]
+
+
+def test_a_task_holds_a_record_until_every_empty_partition_is_seen_after_it(
+    tmp_path: Path,
+) -> None:
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    task = _task(tmp_path)
+    orders, executions = task.lanes
+    orders.add([_record("p.orders", 0, 20, orjson.dumps(order("O2")))], fetched_ms=100)
+    task.bans.confirmed_ms[0] = 101
+    executions.confirmed_ms = 100  # seen empty in the same response: not enough
+    assert task.collect() == 0
+    assert task.idle_wait() is not None
+    executions.confirmed_ms = 101  # a later response: nothing earlier can come from it
+    assert task.collect() == 1
+    assert task.idle_wait() is None
+
+
+def test_a_held_record_goes_on_after_the_idle_limit(tmp_path: Path) -> None:
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    task = _task(tmp_path, idle_s=0.0)
+    orders, executions = task.lanes
+    orders.add([_record("p.orders", 0, 20, orjson.dumps(order("O2")))], fetched_ms=100)
+    executions.confirmed_ms = -1  # lagging and silent
+    assert task.collect() == 1

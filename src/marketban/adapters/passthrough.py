@@ -28,19 +28,8 @@ async def _copy_loop(
     handle: Callable[[ConsumerRecord[bytes, bytes]], Sends],
 ) -> None:
     """Consume ``inputs``; send what ``handle`` makes of each record exactly once, until stopped."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    consumer = AIOKafkaConsumer(
-        *inputs,
-        **kafka,
-        group_id=group,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    stop = _stop_on_signals()
+    consumer = _group_consumer(kafka, group, inputs, max_partition_fetch_bytes=4 * 1024 * 1024)
     producer = AIOKafkaProducer(**kafka, transactional_id=f"{group}-0", linger_ms=1)
     await producer.start()
     await consumer.start()
@@ -76,19 +65,8 @@ async def passthrough_per_partition(
     The decider's shape without its work: the latency floor its latency is compared with.
     """
     tune_transaction_retries()  # as the decider does: the same transport
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    consumer = AIOKafkaConsumer(
-        *inputs,
-        **kafka,
-        group_id=group,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=5,
-    )
+    stop = _stop_on_signals()
+    consumer = _group_consumer(kafka, group, inputs, fetch_max_wait_ms=5)
     producers: dict[int, AIOKafkaProducer] = {}
     busy: dict[int, asyncio.Task[None]] = {}
     await consumer.start()
@@ -134,6 +112,28 @@ async def passthrough_per_partition(
             await consumer.stop()
         for producer in producers.values():
             await producer.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _group_consumer(
+    kafka: KafkaOptions, group: str, inputs: list[str], **tuning: int
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *inputs,
+        **kafka,
+        group_id=group,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **tuning,
+    )
 
 
 def passthrough_command(

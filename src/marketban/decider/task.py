@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: An encoded output: full topic name, partition, key, value.
 Send = tuple[str, int, bytes | None, bytes | None]
 _NEVER: Final = -1
+_BANS_RANK: Final = TOPIC_RANK["bans"]
 
 
 class BanPositions(BaseModel):
@@ -201,9 +202,7 @@ class Task:
         for i, queued in enumerate(self.lanes):
             if queued.records:
                 rec = queued.records[0][0]
-                heapq.heappush(
-                    heap, ((rec.timestamp, queued.rank, queued.partition, rec.offset), i)
-                )
+                heapq.heappush(heap, (_key(rec, queued.rank), i))
             else:
                 limit = min(limit, queued.confirmed_ms)
         nlanes = len(self.lanes)
@@ -212,7 +211,7 @@ class Task:
             ban_pos[q] = idx
             if idx < len(kept):
                 rec = kept[idx][0]
-                heapq.heappush(heap, ((rec.timestamp, 0, q, rec.offset), nlanes + q))
+                heapq.heappush(heap, (_key(rec, _BANS_RANK), nlanes + q))
             else:
                 limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
         for q in range(cfg.partitions):
@@ -221,7 +220,7 @@ class Task:
         count = bans_handled = 0
         now = datetime.now(UTC)  # wall-clock ok: stamps decided_at only, never decides (R6)
         while heap and count < cfg.batch_max:
-            _key, i = heap[0]
+            _head, i = heap[0]
             lane: Lane | None = self.lanes[i] if i < nlanes else None
             if lane is not None:
                 rec, fetched = lane.records[0]
@@ -244,10 +243,7 @@ class Task:
                 self._offsets[lane.tp] = rec.offset + 1
                 self._handle(cfg.topics[rec.topic], rec, now)
                 if lane.records:
-                    nxt = lane.records[0][0]
-                    heapq.heappush(
-                        heap, ((nxt.timestamp, lane.rank, lane.partition, nxt.offset), i)
-                    )
+                    heapq.heappush(heap, (_key(lane.records[0][0], lane.rank), i))
                 else:
                     limit = min(limit, lane.confirmed_ms)
             else:
@@ -262,8 +258,7 @@ class Task:
                 bans_handled += 1
                 kept = self.bans.records[q]
                 if ban_pos[q] < len(kept):
-                    nxt = kept[ban_pos[q]][0]
-                    heapq.heappush(heap, ((nxt.timestamp, 0, q, nxt.offset), i))
+                    heapq.heappush(heap, (_key(kept[ban_pos[q]][0], _BANS_RANK), i))
                 else:
                     limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
             count += 1
@@ -365,6 +360,11 @@ async def _send_all(producer: AIOKafkaProducer, sends: Sequence[Send]) -> list[t
 def _observed(fut: Any) -> None:  # noqa: ANN401 - an asyncio future of aiokafka's
     if not fut.cancelled():
         fut.exception()
+
+
+def _key(rec: ConsumerRecord[bytes, bytes], rank: int) -> MergeKey:
+    """``ordering.merge_key`` of a fetched record whose topic rank is known."""
+    return (rec.timestamp, rank, rec.partition, rec.offset)
 
 
 def _is_fenced(exc: BaseException) -> bool:
