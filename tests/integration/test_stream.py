@@ -39,6 +39,30 @@ def test_stream_gives_the_same_decisions_and_violations_as_replay(
     assert "Traceback" not in log
 
 
+def test_two_workers_give_the_same_decisions_and_violations_as_replay(
+    kafka_env: dict[str, str], tmp_path: Path
+) -> None:
+    first = start_worker(worker_env(kafka_env, tmp_path / "data1"), tmp_path / "one.log")
+    env = worker_env(kafka_env, tmp_path / "data2")
+    second = start_worker(env, tmp_path / "two.log")
+    try:
+        time.sleep(6)  # both in the group: the tasks are split between them
+        cli(env, "feed", str(SCENARIOS / "rules.jsonl"))
+        streamed = cli(env, "tail", "--idle", "3")
+    finally:
+        first.stop()
+        second.stop()
+    want_decisions, want_violations = outcome(replay(SCENARIOS / "rules.jsonl"))
+    got_decisions, got_violations = outcome(streamed)
+    assert got_decisions == want_decisions
+    assert got_violations == want_violations
+    logs = first.log() + second.log()
+    assert "Traceback" not in logs
+    # the work was shared: each worker opened tasks of its own
+    assert "open" in first.log()
+    assert "open" in second.log()
+
+
 def _split_market(path: Path) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
     """Reference data, a first stretch, an orders-only burst, and the rest of a synthetic market."""
     lines = path.read_bytes().splitlines(keepends=True)
