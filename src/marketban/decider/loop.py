@@ -97,6 +97,7 @@ class Decider:
     async def start(self) -> None:
         """Join the group and start reading."""
         tune_transaction_retries()
+        _quiet_unretrieved_kafka_errors(asyncio.get_running_loop())
         s = self.settings
         self._consumer = AIOKafkaConsumer(
             **s.kafka(),
@@ -264,6 +265,15 @@ class Decider:
             await self._discard(task)
         except asyncio.CancelledError:
             raise
+        except KafkaError as exc:
+            # The cluster went away mid-batch (the broker restarting): nothing was taken into
+            # the store, so reopening from the committed state loses and repeats nothing.
+            log.warning(
+                "task %d: commit failed (%s: %s); reopening it from its committed state",
+                task.number, type(exc).__name__, exc,
+            )  # fmt: skip
+            self._runs.pop(task.number, None)
+            asyncio.get_running_loop().call_soon(self._schedule_reopen, task.number, task)
         except Exception:
             log.exception("task %d failed; reopening it from its committed state", task.number)
             self._runs.pop(task.number, None)
@@ -451,6 +461,26 @@ async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int
         if await consumer.position(tp) < target:
             return False
     return True
+
+
+def _quiet_unretrieved_kafka_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """One warning line, not a traceback, for aiokafka's own futures a failed commit leaves.
+
+    A transaction that fails (the broker away) fails the futures aiokafka shields inside its
+    producer too; nobody awaits those, and asyncio reports each as an error with a traceback.
+    The commit's failure is already handled and logged by the task.
+    """
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), KafkaError):
+            log.warning("%s: %r", context.get("message", "unretrieved"), context["exception"])
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
 
 
 async def _send_tick(producer: AIOKafkaProducer, topic: str) -> None:
