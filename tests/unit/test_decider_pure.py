@@ -139,7 +139,7 @@ def _task(tmp_path: Path, idle_s: float = 60.0) -> Any:
 
     names = {"p.orders": "orders", "p.executions": "executions", "p.bans": "bans"}
     config = TaskConfig(
-        group="g", partitions=1, prefix="p.", changelog="p.c", batch_max=100,
+        group="g", partitions=1, changelog="p.c", batch_max=100,
         max_idle_s=idle_s, calendar=CAL, topics=names,
         outputs={"decisions": "p.decisions", "violations": "p.violations",
                  "rejected": "p.rejected", "ban-windows": "p.bw"},

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,7 +64,6 @@ class Decider:
         self.config = TaskConfig(
             group=s.app_id,
             partitions=s.topic_partitions,
-            prefix=s.topic_prefix,
             changelog=s.changelog_topic,
             batch_max=s.batch_max,
             max_idle_s=s.max_task_idle,
@@ -491,11 +489,3 @@ async def _send_tick(producer: AIOKafkaProducer, topic: str) -> None:
 async def _close_producer(producer: AIOKafkaProducer) -> None:
     with contextlib.suppress(Exception):
         await producer.stop()
-
-
-def decider_for(settings: Settings, calendar: MarketCalendar, metrics: Any = None) -> Decider:  # noqa: ANN401
-    """The decider of this worker."""
-    return Decider(settings, calendar, metrics)
-
-
-Factory = Callable[[Settings, MarketCalendar], Decider]

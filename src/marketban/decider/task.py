@@ -103,7 +103,6 @@ class TaskConfig:
 
     group: str
     partitions: int
-    prefix: str
     changelog: str
     batch_max: int
     max_idle_s: float
