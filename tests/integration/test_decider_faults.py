@@ -32,7 +32,7 @@ def test_a_frozen_worker_is_fenced_when_it_thaws_and_nothing_is_lost_or_repeated
 ) -> None:
     reference, flow = market(ORDERS, seed=31)
     half = len(flow) // 2
-    burst = [r for r in market(10_000 * SCALE, seed=32)[1] if r[0] == "orders"]
+    burst = [r for r in market(20_000 * SCALE, seed=32)[1] if r[0] == "orders"]
     first = Supervised(_env(kafka_env, tmp_path / "data1"), tmp_path, "frozen").start()
     second = Supervised(_env(kafka_env, tmp_path / "data2"), tmp_path, "other").start()
 
@@ -42,14 +42,16 @@ def test_a_frozen_worker_is_fenced_when_it_thaws_and_nothing_is_lost_or_repeated
             await m.flow(flow[:half], rate=150, changes=1)
             assert first.child is not None
             assert first.child.proc is not None
-            # A backlog keeps every task committing batch after batch, so the freeze catches
+            # Frozen while a burst is still being produced: its tasks have a backlog and
             # transactions under way; the session timeout (6 s) passes, the tasks move to the
-            # other worker, whose producers fence this one's transactional ids.
-            await m.burst(burst)
-            await asyncio.sleep(0.3)
+            # other worker, whose producers fence this one's transactional ids; thawed, it
+            # still holds queued records and tries to commit them.
+            bursting = asyncio.create_task(m.burst(burst))
+            await asyncio.sleep(0.5)
             first.child.proc.send_signal(signal.SIGSTOP)
             await asyncio.sleep(12)
             first.child.proc.send_signal(signal.SIGCONT)
+            await bursting
             await m.drain(within_s=240)
             await m.flow(flow[half:], rate=150)
             await m.drain(within_s=240)
