@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from marketban.adapters.kafka_admin import partition_counts
+from marketban.adapters.progress import Progress
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
 from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
@@ -58,6 +59,8 @@ async def read_topics(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        progress = Progress(sys.stderr, "read", sum(ends[tp] - starts[tp] for tp in tps))
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
@@ -66,8 +69,10 @@ async def read_topics(
                 records.extend(_record(full[tp.topic], r) for r in recs if r.offset < ends[tp])
             if batches:
                 quiet_since = loop.time()
+                progress.update(len(records))
             elif loop.time() - quiet_since > idle_s:
                 break
+        progress.clear()
     finally:
         await consumer.stop()
         await admin.close()

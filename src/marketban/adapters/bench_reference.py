@@ -1,15 +1,17 @@
 """``marketban bench reference``: loading reference data at a broker's size, and restarts.
 
 10,000 banned persons and 1,000,000 linked accounts by default (the banned persons' 30,000 and
-970,000 accounts of persons without a ban), produced as fast as one producer can to a worker on
-fresh topics. Measured: records/s from the first produce until the worker's group has committed
-all of them, the worker's peak memory, and the time until ``/health/ready`` of a restart with its
-store intact and of one with its store deleted (rebuilt from the changelog).
+970,000 accounts of persons without a ban), fed to a worker on fresh topics the way a user
+loads such a file: ``marketban feed --no-wait``. Measured: records/s from the first produce until
+the worker's group has committed all of them, the worker's peak memory, and the time until
+``/health/ready`` of a restart with its store intact and of one with its store deleted (rebuilt
+from the changelog).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import tempfile
@@ -19,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
+from marketban.adapters.feed_tail import feed
 from marketban.adapters.kafka_admin import wait_caught_up
 from marketban.adapters.processes import Child, free_port, peak_rss_mb, wait_ready
 from marketban.domain.models import INPUT_TOPICS
@@ -29,8 +31,9 @@ from marketban.settings import Settings
 _CLI = ["-m", "marketban.cli"]
 
 
-def _records(banned: int, accounts: int) -> list[tuple[str, bytes, bytes]]:
-    out: list[tuple[str, bytes, bytes]] = []
+def _lines(banned: int, accounts: int) -> list[bytes]:
+    """The reference data as replay lines, the file a user would ``marketban feed``."""
+    out: list[bytes] = []
     for p in range(banned):
         did = f"CSRC-REF-{p:05d}"
         ban = {
@@ -39,12 +42,12 @@ def _records(banned: int, accounts: int) -> list[tuple[str, bytes, bytes]]:
             "measures": [{"kind": "trading", "years": 5}], "violation_ended_on": "2023-11-30",
             "mitigated": False, "effective_on": None,
         }  # fmt: skip
-        out.append(("bans", did.encode(), orjson.dumps(ban)))
+        out.append(orjson.dumps({"topic": "bans", "key": did, "value": ban}))
     for a in range(accounts):
         person = a // 3 if a < banned * 3 else banned + a
         account = f"RA{a:09d}"
         link = {"account_id": account, "person_id": f"RP{person:07d}", "kind": "cash"}
-        out.append(("accounts", account.encode(), orjson.dumps(link)))
+        out.append(orjson.dumps({"topic": "accounts", "key": account, "value": link}))
     return out
 
 
@@ -69,28 +72,21 @@ async def bench_reference(settings: Settings, banned: int, accounts: int) -> dic
         "MARKETBAN_WEB_PORT": str(port),
         "MARKETBAN_LOG_LEVEL": "WARNING",
     }
-    records = _records(banned, accounts)
-    result: dict[str, Any] = {"bench": "reference", "records": len(records)}
+    lines = _lines(banned, accounts)
+    result: dict[str, Any] = {"bench": "reference", "records": len(lines)}
     worker, result["first_start_s"] = await asyncio.to_thread(
         _ready_in, env, workdir / "worker.log", port
     )
     try:
-        producer = AIOKafkaProducer(**s.kafka(), linger_ms=5, max_batch_size=512 * 1024, acks="all")
-        await producer.start()
         started = time.perf_counter()
-        try:
-            futures = []
-            for topic, key, value in records:
-                futures.append(await producer.send(s.topic(topic), value, key=key))
-            await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
+        # What `marketban feed --no-wait` does with such a file.
+        await feed(s, lines, 0, io.StringIO(), wait=False)
         produced = time.perf_counter() - started
         topics = [s.topic(t) for t in INPUT_TOPICS]
         await wait_caught_up(s.kafka(), s.app_id, topics, 1800)
         loaded = time.perf_counter() - started
-        result["produce_per_s"] = round(len(records) / produced)
-        result["load_per_s"] = round(len(records) / loaded)
+        result["produce_per_s"] = round(len(lines) / produced)
+        result["load_per_s"] = round(len(lines) / loaded)
         result["worker_peak_rss_mb"] = peak_rss_mb(worker.proc.pid) if worker.proc else None
         worker.stop()
         worker, result["restart_store_intact_s"] = await asyncio.to_thread(

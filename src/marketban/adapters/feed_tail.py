@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
-from collections.abc import Iterable
-from typing import IO
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, Final
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from marketban.adapters.progress import Progress
+from marketban.decider.batches import Send, send_grouped
+from marketban.decider.partitioning import partition_of
 from marketban.domain.models import OUTPUT_TOPICS
 from marketban.service.replay import LineInput, read_line
 from marketban.settings import Settings
@@ -51,40 +55,106 @@ async def _wait_applied(
         delay = min(delay * 2, 0.05)
 
 
-async def feed(
-    settings: Settings, lines: Iterable[bytes], wait_s: float, log: IO[str], *, wait: bool = True
+def _lines_to_feed(lines: Iterable[bytes], log: IO[str], skipped: list[int]) -> Iterator[LineInput]:
+    """The replay lines that name an input topic; each other line is reported on ``log``."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        read = read_line(number, line)
+        if isinstance(read, LineInput):
+            yield read
+        else:
+            skipped.append(number)
+            log.write(f"line {number} not fed: {read[2].error}\n")  # type: ignore[union-attr]
+
+
+def _encoded(read: LineInput) -> tuple[bytes | None, bytes]:
+    value = read.payload if isinstance(read.payload, bytes) else orjson.dumps(read.payload)
+    return (read.key.encode() if read.key is not None else None), value
+
+
+async def _feed_waiting(
+    settings: Settings, reads: Iterable[LineInput], wait_s: float, progress: Progress
 ) -> int:
-    """Produce replay lines to the input topics, each applied by the worker before the next."""
+    """Each record produced, then applied by the worker, before the next: the input's order."""
     producer = AIOKafkaProducer(**settings.kafka(), acks="all", enable_idempotence=True)
     admin = AIOKafkaAdminClient(**settings.kafka())
-    fed = skipped = 0
+    fed = 0
     try:
         await producer.start()
         await admin.start()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            read = read_line(number, line)
-            if not isinstance(read, LineInput):
-                skipped += 1
-                log.write(f"line {number} not fed: {read[2].error}\n")  # type: ignore[union-attr]
-                continue
-            value = read.payload if isinstance(read.payload, bytes) else orjson.dumps(read.payload)
-            key = read.key.encode() if read.key is not None else None
-            if wait:
-                meta = await producer.send_and_wait(settings.topic(read.topic), value, key=key)
-                tp = TopicPartition(meta.topic, meta.partition)
-                await _wait_applied(admin, settings.app_id, tp, meta.offset, wait_s)
-            else:
-                await producer.send(settings.topic(read.topic), value, key=key)
+        for read in reads:
+            key, value = _encoded(read)
+            meta = await producer.send_and_wait(settings.topic(read.topic), value, key=key)
+            tp = TopicPartition(meta.topic, meta.partition)
+            await _wait_applied(admin, settings.app_id, tp, meta.offset, wait_s)
             fed += 1
-            if fed % 100 == 0:
-                log.write(f"fed {fed} records\n")
-                log.flush()
+            progress.update(fed)
     finally:
         await producer.stop()
         await admin.close()
-    log.write(f"fed {fed} records, {skipped} lines not fed\n")
+    return fed
+
+
+#: Records handed to the producer at once by ``--no-wait``: large enough for full batches,
+#: small enough that a big file is never held in memory.
+_CHUNK: Final = 20_000
+
+
+async def _feed_unordered(
+    settings: Settings, reads: Iterable[LineInput], progress: Progress
+) -> int:
+    """Every record produced as fast as batches allow, in order within each partition only."""
+    producer = AIOKafkaProducer(
+        **settings.kafka(), acks="all", enable_idempotence=True, linger_ms=5,
+        max_batch_size=512 * 1024,
+    )  # fmt: skip
+    counts: dict[str, int] = {}
+    spread = itertools.count()
+    fed = 0
+    pending: list[Send] = []
+    inflight: list[tuple[Any, int]] = []
+    try:
+        await producer.start()
+        for read in reads:
+            topic = settings.topic(read.topic)
+            partitions = counts.get(topic)
+            if partitions is None:
+                partitions = counts[topic] = len(await producer.partitions_for(topic))
+            key, value = _encoded(read)
+            # The partition aiokafka's default partitioner would give; keyless records spread.
+            part = partition_of(key, partitions) if key is not None else next(spread) % partitions
+            pending.append((topic, part, key, value))
+            if len(pending) >= _CHUNK:
+                sent = await send_grouped(producer, pending)
+                # One chunk is on its way to the broker while the next one is read.
+                await asyncio.gather(*(f for f, _ in inflight))
+                fed += len(pending)
+                pending, inflight = [], sent
+                progress.update(fed)
+        sent = await send_grouped(producer, pending)
+        await asyncio.gather(*(f for f, _ in inflight), *(f for f, _ in sent))
+        fed += len(pending)
+    finally:
+        await producer.stop()
+    return fed
+
+
+async def feed(
+    settings: Settings, lines: Iterable[bytes], wait_s: float, log: IO[str], *, wait: bool = True
+) -> int:
+    """Produce replay lines to the input topics; by default each applied before the next."""
+    progress = Progress(log, "fed")
+    skipped: list[int] = []
+    reads = _lines_to_feed(lines, log, skipped)
+    try:
+        if wait:
+            fed = await _feed_waiting(settings, reads, wait_s, progress)
+        else:
+            fed = await _feed_unordered(settings, reads, progress)
+    finally:
+        progress.clear()
+    log.write(f"fed {fed} records, {len(skipped)} lines not fed\n")
     return fed
 
 

@@ -6,6 +6,7 @@ audit`` replays the same check.
 
 from __future__ import annotations
 
+import struct
 from functools import lru_cache
 from typing import Final
 
@@ -24,25 +25,32 @@ def murmur2(data: bytes) -> int:
     """Kafka's murmur2 of ``data`` (org.apache.kafka.common.utils.Utils.murmur2), unsigned."""
     length = len(data)
     h = (_SEED ^ length) & _MASK
-    whole = length & ~3
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
+    whole = length >> 2
+    if whole:
+        # One unpack of every 4-byte word: the per-word slicing was most of the cost.
+        words = _WORDS.get(whole)
+        if words is None:
+            words = _WORDS[whole] = struct.Struct(f"<{whole}I")
+        for word in words.unpack_from(data):
+            k = (word * _M) & _MASK
+            k ^= k >> 24
+            h = ((h * _M) ^ (k * _M)) & _MASK
     rest = length & 3
     if rest:
+        tail = whole << 2
         if rest == 3:  # noqa: PLR2004 - the tail bytes of the Java code's switch
-            h ^= data[whole + 2] << 16
+            h ^= data[tail + 2] << 16
         if rest >= 2:  # noqa: PLR2004
-            h ^= data[whole + 1] << 8
-        h ^= data[whole]
+            h ^= data[tail + 1] << 8
+        h ^= data[tail]
         h = (h * _M) & _MASK
     h ^= h >> 13
     h = (h * _M) & _MASK
     h ^= h >> 15
     return h
+
+
+_WORDS: dict[int, struct.Struct] = {}
 
 
 @lru_cache(maxsize=1 << 18)

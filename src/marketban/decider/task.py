@@ -13,7 +13,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import BaseModel, Field
 
 from marketban.decider.banview import PersonDecisions, StoredBanView
+from marketban.decider.batches import Send, send_grouped
 from marketban.decider.handling import handle_in_task
 from marketban.decider.ordering import TOPIC_RANK, MergeKey
 from marketban.decider.partitioning import partition_of
@@ -34,8 +35,6 @@ from marketban.domain.models import AccountLink
 
 log = logging.getLogger(__name__)
 
-#: An encoded output: full topic name, partition, key, value.
-Send = tuple[str, int, bytes | None, bytes | None]
 _NEVER: Final = -1
 _BANS_RANK: Final = TOPIC_RANK["bans"]
 
@@ -313,9 +312,9 @@ class Task:
         offsets, self._offsets = self._offsets, {}
         try:
             await producer.begin_transaction()
-            await _send_all(producer, sends)
+            await send_grouped(producer, sends)
             changelog = [(self.config.changelog, self.number, k, v) for k, v in staged.items()]
-            futures = await _send_all(producer, changelog)
+            futures = await send_grouped(producer, changelog)
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.config.group)
             await producer.commit_transaction()
@@ -332,33 +331,6 @@ class Task:
             meta = fut.result()
             next_offset = max(next_offset, meta.offset + count)
         self.store.committed(next_offset)
-
-
-async def _send_all(producer: AIOKafkaProducer, sends: Sequence[Send]) -> list[tuple[Any, int]]:
-    """Send records grouped into one batch per topic-partition; futures with record counts."""
-    groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
-    for topic, part, key, value in sends:
-        groups.setdefault((topic, part), []).append((key, value))
-    futures: list[tuple[Any, int]] = []
-    for (topic, part), records in groups.items():
-        batch = producer.create_batch()
-        count = 0
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append((await producer.send_batch(batch, topic, partition=part), count))
-                batch, count = producer.create_batch(), 0
-                batch.append(key=key, value=value, timestamp=None)
-            count += 1
-        futures.append((await producer.send_batch(batch, topic, partition=part), count))
-    for fut, _count in futures:
-        # A failed transaction fails these too; the commit reports it once.
-        fut.add_done_callback(_observed)
-    return futures
-
-
-def _observed(fut: Any) -> None:  # noqa: ANN401 - an asyncio future of aiokafka's
-    if not fut.cancelled():
-        fut.exception()
 
 
 def _key(rec: ConsumerRecord[bytes, bytes], rank: int) -> MergeKey:
