@@ -15,12 +15,12 @@ from marketban.domain.engine import Engine
 from marketban.service.bench import bench_engine
 from marketban.service.replay import replay
 from marketban.service.synthetic import generate
-from marketban.settings import Settings
+from marketban.settings import Settings, proxy_config
 
 
 def build_engine(settings: Settings) -> Engine:
-    """The engine with the calendar (and published holidays) the settings name."""
-    return Engine(default_calendar(settings.holidays_file))
+    """The engine with the calendar (and published holidays) and R8 parameters of the settings."""
+    return Engine(default_calendar(settings.holidays_file), proxy=proxy_config(settings))
 
 
 def replay_command(file: str) -> int:

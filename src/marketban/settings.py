@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from marketban.domain.proxy import ProxyConfig
+
 #: Keyword arguments for aiokafka clients (``Settings.kafka()``): the cluster and authentication.
 KafkaOptions = dict[str, Any]
 
@@ -69,8 +71,25 @@ class Settings(BaseSettings):
         SecretStr(""),
         description="bearer token the API's write actions require; empty disables them",
     )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="file of analysts' tokens: one 'sha256-hex-of-token analyst-name' per line; "
+        "re-read when it changes (no restart)",
+    )
     api_read_token_required: bool = Field(
-        default=False, description="whether the API's reads (and the dashboard) need the token too"
+        default=True,
+        description="whether reads that show accounts, persons, violations or terminals need a "
+        "token (the register /api/bans stays public); false is the explicit opt-out",
+    )
+    proxy_window: int = Field(
+        20, ge=0, le=250, description="R8: trading sessions either way in which two uses pair"
+    )
+    proxy_shared_limit: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="R8: a terminal used by more distinct persons within one window is shared "
+        "equipment and raises no suspicion",
     )
     violations_kept: int = Field(
         100_000, ge=100, le=10_000_000, description="newest violations each worker keeps to query"
@@ -140,6 +159,16 @@ class Settings(BaseSettings):
         return f"{self.app_id}-ticks"
 
     @property
+    def terminal_uses_topic(self) -> str:
+        """R8's re-keying: each order's use of its terminal, keyed by the terminal."""
+        return f"{self.app_id}-terminal-uses"
+
+    @property
+    def proxy_suspicions_topic(self) -> str:
+        """R8's suspicions on their way back to the account they name (emitted once there)."""
+        return f"{self.app_id}-proxy-suspicions"
+
+    @property
     def web_url(self) -> str:
         """The URL other workers reach this worker's web server at (API routing)."""
         return f"http://{self.web_advertised_host or self.web_bind}:{self.web_port}"
@@ -148,3 +177,8 @@ class Settings(BaseSettings):
     def app_id(self) -> str:
         """The decider's consumer group, and the prefix of its transactional ids and own topics."""
         return f"{self.topic_prefix}worker"
+
+
+def proxy_config(settings: Settings) -> ProxyConfig:
+    """R8's parameters, as the engine takes them."""
+    return ProxyConfig(window=settings.proxy_window, shared_limit=settings.proxy_shared_limit)

@@ -73,6 +73,11 @@ def link(account: str, person: str, kind: str = "cash") -> None:
     )
 
 
+def _own_mac(account: str) -> str:
+    digits = "".join(f"{ord(c):02X}" for c in account.ljust(4, "_")[:4])
+    return f"02:00:{digits[0:2]}:{digits[2:4]}:{digits[4:6]}:{digits[6:8]}"
+
+
 def order(
     case: str,
     oid: str,
@@ -83,6 +88,7 @@ def order(
     *,
     security: str = "600000",
     exemption: dict[str, object] | None = None,
+    terminal: dict[str, str] | None = None,
     expect: tuple[str, str | None, str | None],
 ) -> None:
     value: dict[str, object] = {
@@ -95,7 +101,8 @@ def order(
         "price": "10.50",
         "entered_at": at,
         "broker": "B001",
-        "terminal": {"ip": "10.1.2.3", "mac": "00:1B:44:11:3A:B7"},
+        # Each account its own device unless a case says otherwise (R8 pairs shared devices).
+        "terminal": terminal or {"ip": "10.1.2.3", "mac": _own_mac(account)},
     }
     if exemption:
         value["exemption"] = exemption
@@ -1015,6 +1022,94 @@ put(
     },
 )
 rejected_lines.append(len(lines))
+
+# ---- R8: trading under another's name -----------------------------------------------------------
+# PX banned from the next trading day after 2024-05-10 (Mon 13 May). PX owns AX0; NX1..NX4 belong
+# to persons without a ban. Device 00:1B:44:11:3A:80 is PX's.
+ban(
+    "R8: PX banned, trading 5 years",
+    "CSRC-PX",
+    "PX",
+    [{"kind": "trading", "years": 5}],
+    "2024-05-10",
+)
+link("AX0", "PX")
+for _n in range(1, 5):
+    link(f"NX{_n}", f"QX{_n}")
+PX_DEVICE = "00:1B:44:11:3A:80"
+order(
+    "R8 banned use: PX's own account from PX's device (blocked, as any order of PX)",
+    "O-R8-01", "AX0", "buy", 100, "2024-05-14T10:00:00+08:00",
+    terminal={"ip": "10.8.0.1", "mac": PX_DEVICE},
+    expect=("block", None, "2024-05-14"),
+)  # fmt: skip
+order(
+    "R8 foreign use, same session, MAC in lower case: allowed, and a suspicion for (NX1, PX)",
+    "O-R8-02", "NX1", "buy", 100, "2024-05-14T10:30:00+08:00",
+    terminal={"ip": "10.8.0.2", "mac": PX_DEVICE.lower()},
+    expect=("allow", None, "2024-05-14"),
+)  # fmt: skip
+violations.append("suspected_proxy_trading:NX1:PX:2024-05-14")
+order(
+    "R8 placeholder MAC identifies no device (PX's order)",
+    "O-R8-03", "AX0", "buy", 100, "2024-05-15T10:00:00+08:00",
+    terminal={"ip": "10.8.0.1", "mac": "00:00:00:00:00:00"},
+    expect=("block", None, "2024-05-15"),
+)  # fmt: skip
+order(
+    "R8 the same placeholder on another account: no suspicion",
+    "O-R8-04", "NX2", "buy", 100, "2024-05-15T10:05:00+08:00",
+    terminal={"ip": "10.8.0.1", "mac": "00:00:00:00:00:00"},
+    expect=("allow", None, "2024-05-15"),
+)  # fmt: skip
+order(
+    "R8 the same IP without a MAC: an IP alone identifies no device",
+    "O-R8-05", "NX3", "buy", 100, "2024-05-15T10:10:00+08:00",
+    terminal={"ip": "10.8.0.1"},
+    expect=("allow", None, "2024-05-15"),
+)  # fmt: skip
+order(
+    "R8 PX's device 26 trading sessions after PX's use (13 in May after the 14th, 13 in June to "
+    "the 20th; 10 June closed): more than 20 apart, no suspicion",
+    "O-R8-06", "NX4", "buy", 100, "2024-06-20T10:00:00+08:00",
+    terminal={"ip": "10.8.0.4", "mac": PX_DEVICE},
+    expect=("allow", None, "2024-06-20"),
+)  # fmt: skip
+put(
+    "R8 an analyst confirmed the suspicion: NX1 is controlled by PX",
+    "accounts",
+    "NX1",
+    {"account_id": "NX1", "person_id": "PX", "kind": "controlled",
+     "reference": "suspected_proxy_trading:NX1:PX:2024-05-14"},
+)  # fmt: skip
+order(
+    "R8 from then on NX1's orders are decided under PX's measures: blocked",
+    "O-R8-07", "NX1", "buy", 100, "2024-06-21T10:00:00+08:00",
+    terminal={"ip": "10.8.0.7", "mac": "00:1B:44:11:3A:87"},
+    expect=("block", None, "2024-06-21"),
+)  # fmt: skip
+holding("NX1", "600000", 5000, "2024-05-01")
+order(
+    "R8 NX1's holdings before PX's ban are not PX's: 6.6 does not apply through the link",
+    "O-R8-08", "NX1", "sell", 100, "2024-06-21T10:05:00+08:00",
+    terminal={"ip": "10.8.0.7", "mac": "00:1B:44:11:3A:87"},
+    expect=("block", None, "2024-06-21"),
+)  # fmt: skip
+put(
+    "R8 the analyst revoked the link",
+    "accounts",
+    "NX1",
+    {"account_id": "NX1", "person_id": "PX", "kind": "controlled",
+     "reference": "suspected_proxy_trading:NX1:PX:2024-05-14", "revoked": True},
+)  # fmt: skip
+order(
+    "R8 after the revocation NX1 is its owner's again: allowed; and since PX no longer controls "
+    "it, this use of the device PX used for NX1 on 21 June (1 session before) is a foreign use",
+    "O-R8-09", "NX1", "buy", 100, "2024-06-24T10:00:00+08:00",
+    terminal={"ip": "10.8.0.7", "mac": "00:1B:44:11:3A:87"},
+    expect=("allow", None, "2024-06-24"),
+)  # fmt: skip
+violations.append("suspected_proxy_trading:NX1:PX:2024-06-24")
 
 with (HERE / "rules.jsonl").open("w", encoding="utf-8") as f:
     for line in lines:

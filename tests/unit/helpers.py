@@ -46,6 +46,9 @@ def order(
     at: str = "2024-05-13T10:00:00+08:00",
     security: str = "600000",
     exemption: dict[str, Any] | None = None,
+    mac: str | None = None,
+    ip: str | None = None,
+    broker: str = "B001",
 ) -> dict[str, Any]:
     value: dict[str, Any] = {
         "order_id": oid,
@@ -56,8 +59,10 @@ def order(
         "quantity": qty,
         "price": "10.50",
         "entered_at": at,
-        "broker": "B001",
+        "broker": broker,
     }
+    if mac is not None or ip is not None:
+        value["terminal"] = {k: v for k, v in (("mac", mac), ("ip", ip)) if v is not None}
     if exemption is not None:
         value["exemption"] = exemption
     return value
@@ -67,6 +72,17 @@ def link(account: str = "A1", person: str = "P1") -> dict[str, Any]:
     return {"account_id": account, "person_id": person, "kind": "cash"}
 
 
+def controlled(
+    account: str, person: str, reference: str = "V1", *, revoked: bool = False
+) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "account_id": account, "person_id": person, "kind": "controlled", "reference": reference,
+    }  # fmt: skip
+    if revoked:
+        value["revoked"] = True
+    return value
+
+
 def key_of(topic: str, value: dict[str, Any]) -> str:
     return str(value["decision_id"] if topic == "bans" else value["account_id"])
 
@@ -74,7 +90,7 @@ def key_of(topic: str, value: dict[str, Any]) -> str:
 def feed(engine: Engine, *messages: tuple[str, dict[str, Any]]) -> list[Output]:
     out: list[Output] = []
     for topic, value in messages:
-        outputs = engine.handle(topic, key_of(topic, value), value, Source(topic))
+        outputs = engine.run(topic, key_of(topic, value), value, Source(topic))
         out.extend(o for o in outputs if o[0] not in INTERNAL_OUTPUTS)
     return out
 
@@ -85,3 +101,9 @@ def verdicts(outputs: list[Output]) -> dict[str, str]:
 
 def new_engine() -> Engine:
     return Engine(CAL)
+
+
+def holding(
+    account: str = "A1", security: str = "600000", *, qty: int = 1000, as_of: str = "2024-05-10"
+) -> dict[str, Any]:
+    return {"account_id": account, "security": security, "quantity": qty, "as_of": as_of}

@@ -117,6 +117,21 @@ class MarketCalendar:
         nxt = self._next(day, trading=True)
         return DayResult(nxt.day, nxt.estimated or guessed)
 
+    @lru_cache(maxsize=65536)  # noqa: B019 - the calendar lives as long as the process
+    def sessions_apart(self, a: date, b: date, most: int) -> int:
+        """How many trading sessions lie after the earlier of two sessions up to the later one.
+
+        0 for the same session; counted only up to ``most + 1`` (R8 asks "at most W apart", so a
+        long gap costs no more than W steps).
+        """
+        low, high = (a, b) if a <= b else (b, a)
+        apart = 0
+        day = low
+        while day < high and apart <= most:
+            day = self._next(day, trading=True).day
+            apart += 1
+        return apart
+
     def session_of(self, at: datetime) -> DayResult:
         """The trading session an order entered at ``at`` is for (spec R3).
 

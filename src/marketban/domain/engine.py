@@ -19,7 +19,13 @@ from pydantic import BaseModel, Field
 
 from marketban.domain.bans import BanBook, BanRecord, BanView, BanWindows, Window
 from marketban.domain.calendars import MarketCalendar
-from marketban.domain.fastpath import ClaimWire, DecisionRecord, OrderWire, decode_order
+from marketban.domain.fastpath import (
+    ClaimWire,
+    DecisionRecord,
+    OrderWire,
+    decode_order,
+    json_bytes,
+)
 from marketban.domain.models import (
     AccountLink,
     BanEvent,
@@ -34,6 +40,13 @@ from marketban.domain.models import (
     Side,
     Verdict,
     Violation,
+)
+from marketban.domain.proxy import (
+    ProxyConfig,
+    TerminalState,
+    TerminalUse,
+    on_use,
+    terminal_id,
 )
 from marketban.domain.wire import (
     MAX_PAYLOAD_BYTES,
@@ -57,8 +70,11 @@ ORDER_RETENTION = timedelta(days=7)
 
 Payload = bytes | dict[str, Any]
 Output = tuple[str, str | None, BaseModel | DecisionRecord]
+#: R8's hops between the task of an account and the task of a terminal: outputs that come back
+#: as inputs (the stream re-keys them through its own topics; ``Engine.run`` takes them at once).
+ROUTED: Final = frozenset({"terminal-uses", "proxy-suspicions"})
 #: Outputs that are not records of the spec's output topics (R7 prints only those).
-INTERNAL_OUTPUTS: Final = frozenset({"ban-windows"})
+INTERNAL_OUTPUTS: Final = frozenset({"ban-windows", *ROUTED})
 
 
 class Source(Struct, frozen=True):
@@ -123,14 +139,41 @@ class AccountState(BaseModel):
             del self.orders[oid]
 
 
+class Controllers(BaseModel):
+    """The persons who control an account besides its owner (R8), each with its link record."""
+
+    by: dict[str, AccountLink] = Field(default_factory=dict)
+
+
+class Raised(BaseModel):
+    """A suspicion already emitted for its account (two terminals may raise the same one)."""
+
+    session: date | None = None
+
+
 @dataclass
 class State:
-    """The engine's state, as mappings: plain dicts here, Faust tables in the worker."""
+    """The engine's state, as mappings: plain dicts here, a task's store in the decider."""
 
     bans: MutableMapping[str, BanRecord] = field(default_factory=dict)
     persons: BanView = field(default_factory=BanView)
     links: MutableMapping[str, AccountLink] = field(default_factory=dict)
     accounts: MutableMapping[str, AccountState] = field(default_factory=dict)
+    controllers: MutableMapping[str, Controllers] = field(default_factory=dict)
+    terminals: MutableMapping[str, TerminalState] = field(default_factory=dict)
+    raised: MutableMapping[str, Raised] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Measures:
+    """Who an order of an account is decided for, and the trading windows that apply."""
+
+    person_id: str | None  # the person the decision names
+    persons: list[str]  # owner and controllers
+    windows: list[Window]  # every window that applies, owner's and controllers'
+    owner_windows: list[Window]
+    via: list[str]  # the controlled links some of the windows come through, described
+    banned: dict[str, list[str]]  # person -> the decisions whose windows apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +197,15 @@ class _Judgement:
 class Engine:
     """Applies input events to the state and returns the output records they cause."""
 
-    def __init__(self, calendar: MarketCalendar, state: State | None = None) -> None:
+    def __init__(
+        self,
+        calendar: MarketCalendar,
+        state: State | None = None,
+        proxy: ProxyConfig | None = None,
+    ) -> None:
         self.calendar = calendar
         self.state = state or State()
+        self.proxy = proxy or ProxyConfig()
         self._changed: list[BanWindows] = []
         self.book = BanBook(calendar, self.state.bans, self._changed.append)
 
@@ -196,9 +245,37 @@ class Engine:
                 return self._on_holding(key, obj)
             if topic == "executions":
                 return self._on_execution(key, obj, now)
+            if topic == "terminal-uses":
+                return self._on_terminal_use(validate(TerminalUse, obj), now)
+            if topic == "proxy-suspicions":
+                return self._on_suspicion(validate(Violation, obj))
         except DecodeError as exc:
             return [rejected_output(source, key, payload, str(exc))]
         return [rejected_output(source, key, payload, f"unknown topic {topic!r}")]
+
+    def run(
+        self,
+        topic: str,
+        key: str | None,
+        payload: Payload,
+        source: Source,
+        now: datetime | None = None,
+    ) -> list[Output]:
+        """``handle``, with R8's hops taken at once: what one process gives (replay, tests).
+
+        The stream takes the same hops through its own topics (``ROUTED``), so a use reaches its
+        terminal later there; R8 gives the same suspicions either way (the pair is symmetric).
+        """
+        out: list[Output] = []
+        pending = [(topic, key, payload, source)]
+        while pending:
+            t, k, p, src = pending.pop(0)
+            for o in self.handle(t, k, p, src, now):
+                if o[0] in ROUTED:
+                    pending.append((o[0], o[1], json_bytes(o[2]), Source(topic=o[0])))
+                else:
+                    out.append(o)
+        return out
 
     def fail_closed(
         self, topic: str, key: str | None, payload: Payload, source: Source, error: str
@@ -229,10 +306,12 @@ class Engine:
             persons=self.state.persons,
             links=self.state.links,
             accounts=_Scratch(self.state.accounts),
+            controllers=self.state.controllers,
         )
-        engine = Engine(self.calendar, scratch)
+        engine = Engine(self.calendar, scratch, self.proxy)
         raw = order.model_dump(mode="json")
-        return engine._decide(order.account_id, order, raw, Source(topic="check"), None)
+        outputs = engine._decide(order.account_id, order, raw, Source(topic="check"), None)
+        return [o for o in outputs if o[0] not in ROUTED]
 
     # ---- reference data ------------------------------------------------------------------------
 
@@ -262,8 +341,85 @@ class Engine:
     def _on_account(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
         link = validate(AccountLink, obj)
         _require_key(key, link.account_id, "account_id")
-        self.state.links[link.account_id] = link
+        if link.kind != "controlled":
+            self.state.links[link.account_id] = link
+            return []
+        ctl = self.state.controllers.get(link.account_id) or Controllers()
+        if link.revoked:
+            ctl.by.pop(link.person_id, None)
+        else:
+            ctl.by[link.person_id] = link
+        if ctl.by:
+            self.state.controllers[link.account_id] = ctl
+        elif link.account_id in self.state.controllers:
+            del self.state.controllers[link.account_id]
         return []
+
+    # ---- R8 ------------------------------------------------------------------------------------
+
+    def _on_terminal_use(self, use: TerminalUse, now: datetime | None) -> list[Output]:
+        st = self.state.terminals.get(use.terminal) or TerminalState()
+        found = on_use(st, use, self.calendar, self.proxy.window, self.proxy.shared_limit, now)
+        self.state.terminals[use.terminal] = st
+        return [("proxy-suspicions", v.account_id, v) for v in found]
+
+    def _on_suspicion(self, violation: Violation) -> list[Output]:
+        if violation.violation_id in self.state.raised:
+            return []
+        self.state.raised[violation.violation_id] = Raised(session=violation.session)
+        return [("violations", violation.account_id, violation)]
+
+    def _measures(self, account_id: str, link: AccountLink | None, session: date) -> _Measures:
+        """The owner's and the controllers' trading windows on ``session`` (R4, R8)."""
+        persons: list[str] = []
+        windows: list[Window] = []
+        owner_windows: list[Window] = []
+        banned: dict[str, list[str]] = {}
+        named = link.person_id if link is not None else None
+        first_controller: str | None = None
+        if link is not None:
+            persons.append(link.person_id)
+            person = self.state.persons.get(link.person_id)
+            owner_windows = person.trading_windows_on(session) if person else []
+            windows += owner_windows
+            if owner_windows:
+                banned[link.person_id] = _decision_ids(owner_windows)
+        via: list[str] = []
+        ctl = self.state.controllers.get(account_id)
+        for pid, c in sorted(ctl.by.items()) if ctl else ():
+            if pid in banned:
+                continue
+            persons.append(pid)
+            person = self.state.persons.get(pid)
+            found = person.trading_windows_on(session) if person else []
+            if found:
+                windows += found
+                banned[pid] = _decision_ids(found)
+                ref = f", confirmed suspicion {c.reference}" if c.reference else ""
+                via.append(f"account {account_id} is controlled by {pid} (controlled link{ref})")
+                first_controller = first_controller or pid
+        if not owner_windows and first_controller is not None:
+            named = first_controller  # the decision names whose measure it applies
+        return _Measures(named, persons, windows, owner_windows, via, banned)
+
+    def _terminal_use(self, order: Order | OrderWire, m: _Measures, session: date) -> Output | None:
+        """R8's record of this order's use of its terminal, when its MAC identifies one."""
+        terminal = order.terminal
+        tid = terminal_id(terminal.mac) if terminal is not None else None
+        if tid is None or terminal is None:
+            return None
+        use = TerminalUse(
+            terminal=tid,
+            ip=terminal.ip or None,
+            account_id=order.account_id,
+            persons=m.persons,
+            banned=m.banned,
+            session=session,
+            order_id=order.order_id,
+            entered_at=order.entered_at,
+            broker=order.broker,
+        )
+        return ("terminal-uses", tid, use)
 
     def _on_evidence(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
         ev = validate(Evidence, obj)
@@ -309,22 +465,21 @@ class Engine:
         session = session_day.day
         decided_at = now or order.entered_at
         link = self.state.links.get(order.account_id)
-        if link is None:
-            reason = "no person is linked to this account"
-            return [
+        m = self._measures(order.account_id, link, session)
+        if not m.persons:
+            out = [
                 self._decision(
                     order,
                     person_id=None,
                     verdict="allow",
                     clause=None,
                     ids=[],
-                    reason=reason,
+                    reason="no person is linked to this account",
                     session=session,
                     decided_at=decided_at,
                 )
             ]
-        person = self.state.persons.get(link.person_id)
-        windows = person.trading_windows_on(session) if person else []
+            return self._with_use(out, order, m, session)
         st = self.state.accounts.get(order.account_id) or AccountState()
         seen = st.orders.get(order.order_id)
         # An execution can be consumed before its order (they travel on different topics); the
@@ -361,15 +516,16 @@ class Engine:
             if session_day.estimated
             else ""
         )
-        if not windows:
+        if not m.windows:
             track.covered = order.quantity
             st.orders[order.order_id] = track
             self.state.accounts[order.account_id] = st
-            text = f"person {link.person_id} has no trading measure for session {session}{est}"
-            return [
+            who = " nor ".join(f"person {p}" for p in m.persons)
+            text = f"{who} has no trading measure for session {session}{est}"
+            out = [
                 self._decision(
                     order,
-                    person_id=link.person_id,
+                    person_id=m.person_id,
                     verdict="allow",
                     clause=None,
                     ids=[],
@@ -378,9 +534,10 @@ class Engine:
                     decided_at=decided_at,
                 )
             ]
-        ids = _decision_ids(windows)
+            return self._with_use(out, order, m, session)
+        ids = _decision_ids(m.windows)
         ask = _Ask(order.side, order.security, order.quantity, claim)
-        j = self._judge(st, windows, session, ask)
+        j = self._judge(st, m, session, ask)
         track.verdict = j.verdict
         if j.verdict == "allow_exempt":
             track.quota_key = j.quota_key
@@ -389,7 +546,7 @@ class Engine:
         self.state.accounts[order.account_id] = st
         decision = self._decision(
             order,
-            person_id=link.person_id,
+            person_id=m.person_id,
             verdict=j.verdict,
             clause=j.clause,
             ids=ids,
@@ -398,13 +555,13 @@ class Engine:
             decided_at=decided_at,
         )
         if j.verdict != "block":
-            return [decision]
+            return self._with_use([decision], order, m, session)
         violation = Violation(
             violation_id=f"blocked_attempt:{order.order_id}",
             kind="blocked_attempt",
             severity="medium",
             account_id=order.account_id,
-            person_id=link.person_id,
+            person_id=m.person_id,
             order_id=order.order_id,
             decision_ids=ids,
             broker=order.broker,
@@ -412,13 +569,28 @@ class Engine:
             detected_at=decided_at,
             detail=j.text,
         )
-        return [decision, ("violations", order.account_id, violation)]
+        return self._with_use(
+            [decision, ("violations", order.account_id, violation)], order, m, session
+        )
 
-    def _judge(
-        self, st: AccountState, windows: list[Window], session: date, ask: _Ask
-    ) -> _Judgement:
-        """R4 steps 2-4 for a person under a trading measure on ``session``."""
+    def _with_use(
+        self, out: list[Output], order: Order | OrderWire, m: _Measures, session: date
+    ) -> list[Output]:
+        use = self._terminal_use(order, m, session)
+        if use is not None:
+            out.append(use)
+        return out
+
+    def _judge(self, st: AccountState, m: _Measures, session: date, ask: _Ask) -> _Judgement:
+        """R4 steps 2-4 for an account whose persons are under a trading measure on ``session``.
+
+        Every window must allow the order. 6.6 (pre-ban holdings) speaks for the owner's own
+        bans only: an account's holdings are not its controller's pre-ban holdings (R8).
+        """
+        windows = m.windows
         bans = "; ".join(w.describe() for w in windows)
+        if m.via:
+            bans += " (" + "; ".join(m.via) + ")"
         failures: list[str] = []
         claim = ask.claim
         if claim is not None and claim.clause != "6.6":
@@ -439,7 +611,12 @@ class Engine:
             failures.append(f"claimed exception {claim.clause} failed: {problem}")
         if claim is not None and claim.clause == "6.6" and ask.side == "buy":
             failures.append("claimed exception 6.6 covers only sales of pre-ban holdings")
-        if ask.side == "sell":
+        if ask.side == "sell" and m.via:
+            failures.append(
+                "the Art. 6(6) exception for pre-ban holdings does not apply through a "
+                "controlled link"
+            )
+        elif ask.side == "sell":
             start = min(w.start for w in windows)
             key = f"66:{ask.security}"
             held = st.pre_ban_holding(ask.security, start)
@@ -516,17 +693,14 @@ class Engine:
             self.state.accounts[ex.account_id] = st
         if excess == 0:
             return []
-        link = self.state.links.get(ex.account_id)
-        if link is None:
-            return []
         session = self.calendar.session_of(ex.executed_at).day
-        person = self.state.persons.get(link.person_id)
-        windows = person.trading_windows_on(session) if person else []
+        m = self._measures(ex.account_id, self.state.links.get(ex.account_id), session)
+        windows = m.windows
         if not windows:
             return []
         st = st or AccountState()
         claim = track.claim if track is not None else None
-        j = self._judge(st, windows, session, _Ask(ex.side, ex.security, excess, claim))
+        j = self._judge(st, m, session, _Ask(ex.side, ex.security, excess, claim))
         if j.verdict == "allow_exempt" and j.quota_key is not None:
             # R5: checked as an order at its execution time, it would have been allowed: it uses
             # that quota directly (nothing is reserved, the quantity is already executed).
@@ -559,7 +733,7 @@ class Engine:
             kind="executed_breach",
             severity="high",
             account_id=ex.account_id,
-            person_id=link.person_id,
+            person_id=m.person_id,
             order_id=ex.order_id,
             decision_ids=_decision_ids(windows),
             broker=ex.broker,

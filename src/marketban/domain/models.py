@@ -158,13 +158,21 @@ class BanEvent(BaseModel):
 
 
 class AccountLink(BaseModel):
-    """Links a securities account to its owner (topic ``accounts``, key ``account_id``)."""
+    """Links a securities account to a person (topic ``accounts``, key ``account_id``).
+
+    ``cash``/``credit``: the account's owner (a later one replaces it). ``controlled`` (R8): a
+    person who controls the account besides its owner, as an analyst confirmed; ``revoked``
+    removes that link again. ``confirmed_by`` is the analyst marketban wrote it for.
+    """
 
     model_config = _FROZEN
 
     account_id: Text
     person_id: Text
-    kind: Literal["cash", "credit"]
+    kind: Literal["cash", "credit", "controlled"]
+    reference: LongText | None = None
+    revoked: Annotated[bool, Strict()] = False
+    confirmed_by: LongText | None = None
 
 
 class Terminal(BaseModel):
@@ -288,7 +296,7 @@ class Violation(BaseModel):
     model_config = _FROZEN
 
     violation_id: str
-    kind: Literal["blocked_attempt", "executed_breach"]
+    kind: Literal["blocked_attempt", "executed_breach", "suspected_proxy_trading"]
     severity: Literal["medium", "high"]
     account_id: str
     person_id: str | None

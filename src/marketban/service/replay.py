@@ -78,7 +78,7 @@ def replay(engine: Engine, lines: Iterable[bytes], out: IO[bytes]) -> int:
         read = read_line(number, line)
         if isinstance(read, LineInput):
             source = Source(topic=read.topic, line=number)
-            outputs = engine.handle(read.topic, read.key, read.payload, source)
+            outputs = engine.run(read.topic, read.key, read.payload, source)
         else:
             outputs = [read]
         for topic_out, key_out, value in outputs:

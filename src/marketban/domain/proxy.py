@@ -1,0 +1,214 @@
+"""R8, trading under another's name (Art. 6 借他人名义): what a terminal's uses reveal.
+
+Pure and event-time like the rest of the domain. An order's account task knows who owns and
+controls the account and whose trading measures apply on the order's session; it describes the
+order's use of its terminal as a :class:`TerminalUse`. Everything one terminal saw is judged in
+one place (its :class:`TerminalState`), whichever accounts the uses came from, so a nominee's
+account and the banned person's own account meet there. A pair raises a suspicion; the account
+it names makes sure it is emitted once (``Engine``), since two terminals can raise the same one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final
+
+from pydantic import BaseModel, Field
+
+from marketban.domain.calendars import MarketCalendar
+from marketban.domain.models import Violation
+
+_HEX: Final = frozenset("0123456789abcdef")
+_SEPARATORS: Final = frozenset(":-.")
+_MAC_DIGITS: Final = 12
+#: IPs a terminal's note keeps per account and session: corroboration, not identity.
+_IPS_KEPT: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """R8's two parameters (``MARKETBAN_PROXY_WINDOW``, ``MARKETBAN_PROXY_SHARED_LIMIT``)."""
+
+    window: int = 20
+    shared_limit: int = 5
+
+
+def terminal_id(mac: str | None) -> str | None:
+    """The identity of the terminal with MAC ``mac``, or None when it identifies nothing.
+
+    Case-insensitive; the usual notations of one MAC (``00:1B:…``, ``00-1b-…``, ``001b.44…``)
+    are one terminal. Missing, empty and placeholder MACs (all zeros, all ``ff``) are nobody's.
+    """
+    if mac is None:
+        return None
+    text = mac.strip().lower()
+    digits = "".join(c for c in text if c in _HEX)
+    if not digits or set(digits) <= {"0"} or set(digits) <= {"f"}:
+        return None
+    if len(digits) == _MAC_DIGITS and all(c in _HEX or c in _SEPARATORS for c in text):
+        return ":".join(digits[i : i + 2] for i in range(0, _MAC_DIGITS, 2))
+    return text
+
+
+def identity_of(account_id: str, persons: list[str]) -> list[str]:
+    """Who a use counts as for the shared-equipment limit: its persons, or the account itself."""
+    return persons or [f"account:{account_id}"]
+
+
+class TerminalUse(BaseModel):
+    """One order's use of a terminal, as its account's task saw it (key: the terminal)."""
+
+    model_config = {"frozen": True}
+
+    terminal: str
+    ip: str | None
+    account_id: str
+    #: The account's owner and controllers when the order was decided; empty when unlinked.
+    persons: list[str]
+    #: Those of them under a trading measure on ``session``, with the decisions that apply.
+    banned: dict[str, list[str]]
+    session: date
+    order_id: str
+    entered_at: datetime
+    broker: str
+
+
+class UseNote(BaseModel):
+    """What a terminal keeps of one account's uses in one session: its earliest order, IPs."""
+
+    account_id: str
+    session: date
+    persons: list[str]
+    banned: dict[str, list[str]]
+    order_id: str
+    entered_at: datetime
+    broker: str
+    ips: list[str] = Field(default_factory=list)
+
+
+class TerminalState(BaseModel):
+    """Everything R8 remembers of one terminal."""
+
+    notes: list[UseNote] = Field(default_factory=list)
+    #: Suspicions this terminal raised, with their session (forgotten with the notes).
+    raised: dict[str, date] = Field(default_factory=dict)
+    #: The session in which more than the shared limit of persons used it (then it is shared).
+    shared_since: date | None = None
+    latest: date | None = None
+
+
+def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
+    st: TerminalState,
+    use: TerminalUse,
+    calendar: MarketCalendar,
+    window: int,
+    shared_limit: int,
+    now: datetime | None,
+) -> list[Violation]:
+    """Record ``use`` in its terminal's state; the suspicions it completes (R8)."""
+    if st.shared_since is not None:
+        return []
+    this = _note(st, use)
+    if st.latest is None or use.session > st.latest:
+        st.latest = use.session
+    _forget_old(st, calendar, window)
+    apart = calendar.sessions_apart
+    near = [n for n in st.notes if apart(n.session, use.session, window) <= window]
+    persons = {p for n in near for p in identity_of(n.account_id, n.persons)}
+    if len(persons) > shared_limit:
+        # A branch office's terminal, not one person's: from now on it proves nothing.
+        st.shared_since = use.session
+        st.notes, st.raised = [], {}
+        return []
+    found: list[Violation] = []
+    for person, ids in use.banned.items():  # this order as the banned use ...
+        for other in near:
+            if person not in other.persons:
+                found += _raise(st, use, other, person, ids, this, now)
+    for other in near:  # ... and as the foreign use of a banned use already seen
+        for person, ids in other.banned.items():
+            if person not in this.persons:
+                found += _raise(st, use, this, person, ids, other, now)
+    return found
+
+
+def _note(st: TerminalState, use: TerminalUse) -> UseNote:
+    """The note of ``use``'s account and session, created or updated with ``use``."""
+    for note in st.notes:
+        if note.account_id == use.account_id and note.session == use.session:
+            if use.entered_at < note.entered_at:
+                note.order_id, note.entered_at, note.broker = (
+                    use.order_id,
+                    use.entered_at,
+                    use.broker,
+                )
+            note.persons = sorted({*note.persons, *use.persons})
+            for person, ids in use.banned.items():
+                note.banned[person] = sorted({*note.banned.get(person, []), *ids})
+            if use.ip and use.ip not in note.ips and len(note.ips) < _IPS_KEPT:
+                note.ips.append(use.ip)
+            return note
+    note = UseNote(
+        account_id=use.account_id,
+        session=use.session,
+        persons=sorted(use.persons),
+        banned={p: sorted(ids) for p, ids in use.banned.items()},
+        order_id=use.order_id,
+        entered_at=use.entered_at,
+        broker=use.broker,
+        ips=[use.ip] if use.ip else [],
+    )
+    st.notes.append(note)
+    return note
+
+
+def _forget_old(st: TerminalState, calendar: MarketCalendar, window: int) -> None:
+    """Drop what lies more than two windows before the latest session (bounded state)."""
+    latest = st.latest
+    if latest is None:
+        return
+    horizon = 2 * window
+
+    def old(session: date) -> bool:
+        return session < latest and calendar.sessions_apart(session, latest, horizon) > horizon
+
+    st.notes = [n for n in st.notes if not old(n.session)]
+    st.raised = {v: s for v, s in st.raised.items() if not old(s)}
+
+
+def _raise(  # noqa: PLR0917 - the two uses of a pair and what to report of them
+    st: TerminalState,
+    use: TerminalUse,
+    foreign: UseNote,
+    person: str,
+    ids: list[str],
+    banned: UseNote,
+    now: datetime | None,
+) -> list[Violation]:
+    violation_id = f"suspected_proxy_trading:{foreign.account_id}:{person}:{foreign.session}"
+    if violation_id in st.raised:
+        return []
+    st.raised[violation_id] = foreign.session
+    ips = ", ".join(sorted({*foreign.ips, *banned.ips})) or "none"
+    detail = (
+        f"terminal {use.terminal} (IPs seen: {ips}) entered order {foreign.order_id} on account "
+        f"{foreign.account_id}, which {person} neither owns nor controls, in session "
+        f"{foreign.session}; {person}, under a trading measure, used it for order "
+        f"{banned.order_id} on account {banned.account_id} in session {banned.session}"
+    )
+    return [
+        Violation(
+            violation_id=violation_id,
+            kind="suspected_proxy_trading",
+            severity="high",
+            account_id=foreign.account_id,
+            person_id=person,
+            order_id=foreign.order_id,
+            decision_ids=sorted(ids),
+            broker=foreign.broker,
+            session=foreign.session,
+            detected_at=now or use.entered_at,
+            detail=detail,
+        )
+    ]
