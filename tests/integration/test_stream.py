@@ -35,7 +35,14 @@ def test_stream_gives_the_same_decisions_and_violations_as_replay(
     got_decisions, got_violations = outcome(streamed)
     assert got_decisions == want_decisions, log[-5000:]
     assert got_violations == want_violations
-    assert len(want_decisions) == 55
+    assert len(want_decisions) == 64
+    # R8's two hops through the internal topics came back: the suspicions, each once.
+    suspicions = [v for v in got_violations if v.startswith("suspected_proxy_trading:")]
+    assert sorted(suspicions) == [
+        "suspected_proxy_trading:NX1:PX:2024-05-14",
+        "suspected_proxy_trading:NX1:PX:2024-06-24",
+    ]
+    assert all(len(got_violations[v]) == 1 for v in suspicions)
     assert "Traceback" not in log
 
 
@@ -56,6 +63,7 @@ def test_two_workers_give_the_same_decisions_and_violations_as_replay(
     got_decisions, got_violations = outcome(streamed)
     assert got_decisions == want_decisions
     assert got_violations == want_violations
+    assert "suspected_proxy_trading:NX1:PX:2024-05-14" in got_violations
     logs = first.log() + second.log()
     assert "Traceback" not in logs
     # the work was shared: each worker opened tasks of its own

@@ -12,10 +12,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from marketban.adapters.kafka_admin import partition_counts
 from marketban.adapters.progress import Progress
 from marketban.domain.calendars import default_calendar
-from marketban.domain.engine import Engine
+from marketban.domain.engine import ROUTED, Engine
 from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
 from marketban.service.audit import Record, Report, audit
-from marketban.settings import Settings
+from marketban.settings import Settings, proxy_config
 
 
 def _record(topic: str, rec: ConsumerRecord[bytes, bytes]) -> Record:
@@ -30,6 +30,14 @@ def _record(topic: str, rec: ConsumerRecord[bytes, bytes]) -> Record:
     )
 
 
+def _full_names(settings: Settings, names: tuple[str, ...]) -> dict[str, str]:
+    internal = {
+        "terminal-uses": settings.terminal_uses_topic,
+        "proxy-suspicions": settings.proxy_suspicions_topic,
+    }
+    return {internal.get(n) or settings.topic(n): n for n in names}
+
+
 async def read_topics(
     settings: Settings, names: tuple[str, ...], idle_s: float
 ) -> tuple[list[Record], dict[str, int]]:
@@ -40,7 +48,7 @@ async def read_topics(
     Stops when every partition reached the last stable offset it had at the start, or after
     ``idle_s`` without a record (a partition whose end is an abort marker is never "reached").
     """
-    full = {settings.topic(n): n for n in names}
+    full = _full_names(settings, names)
     consumer = AIOKafkaConsumer(
         **settings.kafka(),
         group_id=None,
@@ -82,12 +90,16 @@ async def read_topics(
 async def run_audit(settings: Settings, idle_s: float) -> Report:
     """Read the deployment's topics and audit them."""
     # One pass over both, so a quiet partition costs the idle wait once, not twice.
-    records, counts = await read_topics(settings, INPUT_TOPICS + OUTPUT_TOPICS, idle_s)
-    inputs = [r for r in records if r.topic in INPUT_TOPICS]
+    names = INPUT_TOPICS + tuple(sorted(ROUTED)) + OUTPUT_TOPICS
+    records, counts = await read_topics(settings, names, idle_s)
+    inputs = [r for r in records if r.topic not in OUTPUT_TOPICS]
     outputs = [r for r in records if r.topic in OUTPUT_TOPICS]
     calendar = default_calendar(settings.holidays_file)
     partitions = counts.get("orders") or settings.topic_partitions
-    return audit(lambda: Engine(calendar), settings.topic(""), partitions, inputs, outputs)
+    proxy = proxy_config(settings)
+    return audit(
+        lambda: Engine(calendar, proxy=proxy), settings.topic(""), partitions, inputs, outputs
+    )
 
 
 def audit_command(settings: Settings, idle_s: float) -> int:

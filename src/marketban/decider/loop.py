@@ -35,7 +35,7 @@ from marketban.decider.transactions import RETRY_BACKOFF_MS, tune_transaction_re
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine
 from marketban.domain.models import OUTPUT_TOPICS
-from marketban.settings import Settings
+from marketban.settings import Settings, proxy_config
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ class Decider:
         self.settings = s
         self.topics = {s.topic(t): t for t in ACCOUNT_TOPICS}
         self.topics[s.topic("bans")] = "bans"
+        # R8's hops: partition p of each is task p's too (keyed by terminal, then by account).
+        self.topics[s.terminal_uses_topic] = "terminal-uses"
+        self.topics[s.proxy_suspicions_topic] = "proxy-suspicions"
         self.config = TaskConfig(
             group=s.app_id,
             partitions=s.topic_partitions,
@@ -72,7 +75,10 @@ class Decider:
             outputs={
                 **{name: s.topic(name) for name in OUTPUT_TOPICS},
                 "ban-windows": s.ban_windows_topic,
+                "terminal-uses": s.terminal_uses_topic,
+                "proxy-suspicions": s.proxy_suspicions_topic,
             },
+            proxy=proxy_config(s),
             metrics=metrics,
         )
         self.assignor = TaskAssignor(s.web_url, (s.topic("bans"), s.ticks_topic))
@@ -158,7 +164,7 @@ class Decider:
         if consumer is None:
             return out
         for task in list(self.tasks.values()):
-            for lane in task.lanes:
+            for lane in task.by_tp.values():
                 with contextlib.suppress(AssertionError):
                     high = consumer.highwater(lane.tp)
                     if high is not None:
@@ -208,7 +214,7 @@ class Decider:
                 log.info("bans: read to the end (%d records)", kept)
                 self.bans_loaded.set()
             for task in list(self.tasks.values()):
-                queued = sum(len(lane.records) for lane in task.lanes)
+                queued = sum(len(lane.records) for lane in task.by_tp.values())
                 if queued > MAX_QUEUED and task.number not in self._paused:
                     consumer.pause(*task.by_tp)
                     self._paused.add(task.number)
@@ -319,7 +325,7 @@ class Decider:
                 return
 
     def _maybe_resume(self, task: Task) -> None:
-        queued = sum(len(lane.records) for lane in task.lanes)
+        queued = sum(len(lane.records) for lane in task.by_tp.values())
         if task.number in self._paused and self._consumer is not None and queued < MAX_QUEUED // 2:
             self._paused.discard(task.number)
             with contextlib.suppress(AssertionError, KafkaError):

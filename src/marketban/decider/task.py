@@ -29,9 +29,19 @@ from marketban.decider.partitioning import partition_of
 from marketban.decider.store import TaskStore
 from marketban.domain.bans import BanRecord
 from marketban.domain.calendars import MarketCalendar
-from marketban.domain.engine import AccountState, Engine, Output, Source, State
+from marketban.domain.engine import (
+    ROUTED,
+    AccountState,
+    Controllers,
+    Engine,
+    Output,
+    Raised,
+    Source,
+    State,
+)
 from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import AccountLink
+from marketban.domain.proxy import ProxyConfig, TerminalState
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +71,7 @@ class Lane:
         self.tp = tp
         self.topic = topic
         self.partition = tp.partition
-        self.rank = TOPIC_RANK[topic]
+        self.rank = TOPIC_RANK.get(topic, len(TOPIC_RANK))
         self.records: deque[tuple[ConsumerRecord[bytes, bytes], int]] = deque()
         self.expect = 0  # the lowest offset still to be taken (records below it are repeats)
         self.confirmed_ms = _NEVER
@@ -108,6 +118,7 @@ class TaskConfig:
     calendar: MarketCalendar
     topics: dict[str, str]  # input: full name -> spec name
     outputs: dict[str, str]  # output: the engine's name -> full name
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     metrics: Any = None  # marketban.app.metrics.Metrics (observed, never read by the task)
     clock: Callable[[], float] = field(default=time.time)
 
@@ -132,7 +143,10 @@ class Task:
         self.config = config
         self.store = store
         self.producer = producer
-        self.lanes = lanes
+        # R8's hops touch state of their own (terminals; suspicions raised), nothing the merged
+        # records read or write: they are taken in offset order, outside the merge, unheld.
+        self.lanes = [lane for lane in lanes if lane.topic not in ROUTED]
+        self.side_lanes = [lane for lane in lanes if lane.topic in ROUTED]
         self.by_tp = {lane.tp: lane for lane in lanes}
         self.bans = bans
         self.positions = store.mapping("x:", BanPositions)
@@ -146,7 +160,11 @@ class Task:
                 ),
                 links=store.mapping("l:", AccountLink),
                 accounts=store.mapping("a:", AccountState),
+                controllers=store.mapping("c:", Controllers),
+                terminals=store.mapping("t:", TerminalState),
+                raised=store.mapping("r:", Raised),
             ),
+            config.proxy,
         )
         self.wake = asyncio.Event()
         self.stopping = False
@@ -217,6 +235,12 @@ class Task:
                 limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
         count = bans_handled = 0
         now = datetime.now(UTC)  # wall-clock ok: stamps decided_at only, never decides (R6)
+        for side in self.side_lanes:
+            while side.records and count < cfg.batch_max:
+                rec = side.records.popleft()[0]
+                self._offsets[side.tp] = rec.offset + 1
+                self._handle(side.topic, rec, now)
+                count += 1
         while heap and count < cfg.batch_max:
             _head, i = heap[0]
             lane: Lane | None = self.lanes[i] if i < nlanes else None
@@ -266,7 +290,7 @@ class Task:
 
     def waiting(self) -> bool:
         """Whether records are queued (new fetch information may let them go)."""
-        return self._held_since is not None or any(lane.records for lane in self.lanes)
+        return self._held_since is not None or any(lane.records for lane in self.by_tp.values())
 
     def idle_wait(self) -> float | None:
         """Seconds until a held-back record is released anyway, or None when none is held."""

@@ -22,11 +22,14 @@ number, one fresh engine takes that partition of every account-keyed topic and e
 ``bans``, merged by record timestamp, topic order, partition and offset; records in the wrong
 partition are rejected (and orders blocked) as the decider does; a ban's rejection and register
 record count only in the task that owns the ban's partition. So the verdict does not depend on
-which worker read what when.
+which worker read what when. R8's internal topics are audited hop by hop: the terminal uses and
+suspicions the tasks wrote are compared with replay's, and then replayed themselves, partition by
+partition in offset order (the decider takes them outside the merge: their state is their own).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ import orjson
 
 from marketban.decider.handling import handle_in_task
 from marketban.decider.ordering import task_records
-from marketban.domain.engine import INTERNAL_OUTPUTS, Engine, Source
+from marketban.domain.engine import INTERNAL_OUTPUTS, ROUTED, Engine, Source
 from marketban.domain.fastpath import json_bytes
 
 PROBLEMS: Final = (
@@ -46,7 +49,11 @@ PROBLEMS: Final = (
     "inputs_unaccounted",
     "differing",
 )
-_STAMPS: Final = {"decisions": "decided_at", "violations": "detected_at"}
+_STAMPS: Final = {
+    "decisions": "decided_at",
+    "violations": "detected_at",
+    "proxy-suspicions": "detected_at",
+}
 _EXAMPLES: Final = 10
 
 
@@ -110,6 +117,13 @@ def _identity(topic: str, value: dict[str, Any]) -> _Identity:
         return topic, str(value.get("order_id"))
     if topic == "violations":
         return topic, str(value.get("violation_id"))
+    if topic == "terminal-uses":
+        return topic, f"use by order {value.get('order_id')}"
+    if topic == "proxy-suspicions":
+        # Two terminals may raise one suspicion; the detail (which names the terminal) tells
+        # them apart without the report showing a MAC.
+        digest = hashlib.sha256(str(value.get("detail")).encode()).hexdigest()[:12]
+        return topic, f"{value.get('violation_id')} #{digest}"
     where = f"{value.get('source_topic')}[{value.get('partition')}]@{value.get('offset')}"
     return topic, where
 
@@ -135,21 +149,28 @@ def audit(
     where: dict[_Identity, str] = {}
     for r in inputs:
         report.inputs[r.topic] += 1
+    # R8's internal topics are both: what the account tasks wrote (compared with replay) and
+    # what the terminal tasks read (replayed in their offset order, as the decider takes them).
+    internal = sorted(
+        (r for r in inputs if r.topic in ROUTED), key=lambda r: (r.topic, r.partition, r.offset)
+    )
+    merged = [r for r in inputs if r.topic not in ROUTED]
     for task in range(partitions):
         engine = new_engine()
-        for r in task_records(inputs, task):
+        side = [r for r in internal if r.partition == task]
+        for r in [*task_records(merged, task), *side]:
             source = Source(topic=f"{prefix}{r.topic}", partition=r.partition, offset=r.offset)
             caused = handle_in_task(
                 engine, task, partitions, r.topic, r.key, r.key_bytes, r.value, source, None
             )
             for topic, _key, value in caused:
-                if topic in INTERNAL_OUTPUTS:
+                if topic in INTERNAL_OUTPUTS and topic not in ROUTED:
                     continue
                 data = orjson.loads(json_bytes(value))
                 ident = _identity(topic, data)
                 expected[ident].append(_content(topic, data))
                 where.setdefault(ident, f"{r.topic}[{r.partition}]")
-    for r in outputs:
+    for r in [*outputs, *internal]:
         report.outputs[r.topic] += 1
         try:
             data = orjson.loads(r.value)
@@ -173,12 +194,16 @@ _MISSING: Final = {
     "decisions": ("orders_without_decision", "order {name} has no decision"),
     "rejected": ("inputs_unaccounted", "input {name} is neither applied nor rejected"),
     "violations": ("differing", "violation {name} was not emitted"),
+    "terminal-uses": ("differing", "R8 record of the {name} was not written"),
+    "proxy-suspicions": ("differing", "R8 suspicion {name} was not passed on"),
 }
 # ... and when the processor wrote it more often than replay does.
 _REPEATED: Final = {
     "decisions": ("orders_with_several_decisions", "order {name} decided {n} times"),
     "violations": ("violations_duplicated", "violation {name} emitted {n} times"),
     "rejected": ("differing", "input {name} rejected {n} times"),
+    "terminal-uses": ("differing", "R8 record of the {name} written {n} times"),
+    "proxy-suspicions": ("violations_duplicated", "R8 suspicion {name} passed on {n} times"),
 }
 
 

@@ -2,6 +2,9 @@
 
 Mostly orders from accounts nobody is banned on, as in real flow; a share from banned persons'
 linked accounts, with evidence, pre-ban holdings, executions and a few malformed messages.
+Every order carries a terminal: an account's own device as a rule, a branch office's shared
+terminal now and then, and for a few banned persons a nominee's account (linked to someone
+else) trading from the banned person's own device — what R8 is there to notice.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ _SECURITIES = [f"6{n:05d}" for n in range(0, 2000, 7)] + [f"00{n:04d}" for n in 
 
 
 _NL = orjson.OPT_APPEND_NEWLINE
+_NOMINEE_EVERY = 50  # one banned person in this many trades through a nominee's account too
+_BRANCH_TERMINALS = 20
+_BRANCH_SHARE = 0.05  # orders entered on a branch office's shared terminal
 _BROKEN_EVERY = 50_000  # one malformed order line per this many orders
 
 
@@ -31,6 +37,18 @@ def messages(lines: Iterable[bytes]) -> Iterator[tuple[str, str, bytes]]:
         record = orjson.loads(line)
         payload = record["raw"].encode() if "raw" in record else orjson.dumps(record["value"])
         yield record["topic"], record["key"], payload
+
+
+def _device(kind: int, n: int) -> str:
+    """A locally administered MAC (02:…): ``kind`` tells persons, accounts and branches apart."""
+    return f"02:{kind:02X}:{n >> 16 & 0xFF:02X}:{n >> 8 & 0xFF:02X}:{n & 0xFF:02X}:01"
+
+
+def _terminal(rng: random.Random, own: str, n: int) -> dict[str, str]:
+    if rng.random() < _BRANCH_SHARE:
+        branch = rng.randrange(_BRANCH_TERMINALS)
+        return {"ip": f"10.200.0.{branch + 1}", "mac": _device(0xBB, branch)}
+    return {"ip": f"10.{n >> 16 & 0xFF}.{n >> 8 & 0xFF}.{n & 0xFF}", "mac": own}
 
 
 def _line(topic: str, key: str, value: dict[str, object]) -> bytes:
@@ -54,6 +72,9 @@ def generate(
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     banned_accounts: list[str] = []
     held: dict[str, list[str]] = {}
+    #: Account -> the device it trades from: a banned person's accounts, and a nominee's, share it.
+    devices: dict[str, tuple[str, int]] = {}
+    nominees: list[str] = []
     for p in range(banned_persons):
         did = f"CSRC-SYN-{p:05d}"
         years = rng.choice([1, 2, 3, 5])
@@ -90,6 +111,7 @@ def generate(
                 },
             )
             held[acct] = rng.sample(_SECURITIES, 2)
+            devices[acct] = (_device(0x5B, p), p)
             for sec in held[acct]:
                 yield _line(
                     "holdings",
@@ -120,6 +142,15 @@ def generate(
                         "revoked": False,
                     },
                 )
+        if p % _NOMINEE_EVERY == 0:
+            nominee = f"SN{p:05d}"
+            nominees.append(nominee)
+            devices[nominee] = devices[f"SB{p:05d}0"]
+            yield _line(
+                "accounts",
+                nominee,
+                {"account_id": nominee, "person_id": f"NP{p:05d}", "kind": "cash"},
+            )
     day, day_orders = first_day, 0
     clock = datetime.combine(day, datetime.min.time(), CST) + timedelta(hours=9, minutes=30)
     for i in range(orders):
@@ -130,7 +161,10 @@ def generate(
         day_orders += 1
         clock += timedelta(microseconds=19_000)  # ~200k orders over a 4-hour session
         banned = rng.random() < banned_share and banned_accounts
-        acct = rng.choice(banned_accounts) if banned else f"A{rng.randrange(other_accounts):07d}"
+        other = rng.randrange(other_accounts)
+        acct = rng.choice(banned_accounts) if banned else f"A{other:07d}"
+        if not banned and nominees and rng.random() < banned_share / 4:
+            acct = rng.choice(nominees)
         oid = f"{order_prefix}{i:09d}"
         side = "sell" if rng.random() < 0.5 else "buy"  # noqa: PLR2004
         # A banned person mostly sells what they held before the ban (Art. 6(6)).
@@ -147,6 +181,8 @@ def generate(
             "entered_at": clock.isoformat(timespec="milliseconds"),
             "broker": f"B{rng.randrange(40):03d}",
         }
+        own, n = devices.get(acct) or (_device(0xAC, other), other)
+        value["terminal"] = _terminal(rng, own, n)
         if banned and rng.random() < 0.3:  # noqa: PLR2004
             value["exemption"] = {
                 "clause": rng.choice(["6.1", "6.4", "6.6"]),
