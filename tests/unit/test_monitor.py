@@ -104,9 +104,12 @@ def test_openapi_document_is_valid_and_names_every_endpoint() -> None:
         "/api/accounts/{account_id}", "/api/check", "/api/bans", "/api/bans/{decision_id}",
         "/api/violations", "/api/violations/stream", "/api/violations/{violation_id}",
         "/api/violations/{violation_id}/acknowledge", "/api/stats",
+        "/api/violations/{violation_id}/confirm", "/api/violations/{violation_id}/dismiss",
+        "/api/accounts/{account_id}/controllers/{person_id}/revoke",
     }  # fmt: skip
-    ack = document["paths"]["/api/violations/{violation_id}/acknowledge"]["post"]
-    assert ack["security"] == [{"bearer": []}]
+    for action in ("acknowledge", "confirm", "dismiss"):
+        write = document["paths"][f"/api/violations/{{violation_id}}/{action}"]["post"]
+        assert write["security"] == [{"bearer": []}]
 
 
 def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, time
@@ -26,14 +25,21 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from marketban.adapters.metrics import CONTENT_TYPE
+from marketban.adapters.tokens import Analysts
 from marketban.domain.bans import BanView
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine
 from marketban.domain.fastpath import DecisionRecord, json_bytes
-from marketban.domain.models import Decision, Order
+from marketban.domain.models import AccountLink, Decision, Order, Violation
 from marketban.domain.wire import DecodeError, validate
 from marketban.service import queries
-from marketban.service.monitor import Disposition, DispositionRequest, ViolationEntry, ViolationLog
+from marketban.service.monitor import (
+    Disposition,
+    DispositionRequest,
+    DispositionStatus,
+    ViolationEntry,
+    ViolationLog,
+)
 from marketban.service.openapi import openapi
 from marketban.service.queries import (
     AccountQuery,
@@ -94,6 +100,7 @@ class Api:
         calendar: MarketCalendar,
         violations: ViolationLog,
         record_disposition: Callable[[Disposition], Awaitable[None]],
+        record_link: Callable[[AccountLink], Awaitable[None]],
         readiness: Callable[[], Mapping[str, bool]],
         metrics: Callable[[], bytes],
     ) -> None:
@@ -104,9 +111,10 @@ class Api:
         self.calendar = calendar
         self.violations = violations
         self._record_disposition = record_disposition
+        self._record_link = record_link
         self._readiness = readiness
         self._metrics = metrics
-        self._token = settings.api_token.get_secret_value().encode()
+        self.analysts = Analysts(settings.api_token.get_secret_value(), settings.api_tokens_file)
         self._static = {
             name: (resources.files("marketban.adapters").joinpath("dashboard", name).read_bytes())
             for name in _STATIC
@@ -135,6 +143,14 @@ class Api:
                 self._acknowledge,
                 "post",
             ),
+            ("/api/violations/{violation_id}/confirm", "confirm", self._confirm, "post"),
+            ("/api/violations/{violation_id}/dismiss", "dismiss", self._dismiss, "post"),
+            (
+                "/api/accounts/{account_id}/controllers/{person_id}/revoke",
+                "revoke_controller",
+                self._revoke_controller,
+                "post",
+            ),
             ("/api/stats", "stats", self._stats, "get"),
         ]
         for path, name, handler, method in pages:
@@ -145,10 +161,13 @@ class Api:
         write = method == "post"
 
         async def guarded(request: web.Request, **match: str) -> web.StreamResponse:
-            api = request.path.startswith("/api/") and request.path != "/api/openapi.json"
+            path = request.path
+            # The Art. 13 register is public; so are the API's description and the static page.
+            public = path == "/api/openapi.json" or path.startswith("/api/bans")
+            api = path.startswith("/api/") and not (public and not write)
             try:
                 if api:
-                    self._authorize(request, write=write)
+                    request["analyst"] = self._authorize(request, write=write)
                 return await handler(request, **match)
             except ApiProblem as problem:
                 return _error(problem.status, problem.message)
@@ -162,21 +181,26 @@ class Api:
 
         return guarded
 
-    def _authorize(self, request: web.Request, *, write: bool) -> None:
+    def _authorize(self, request: web.Request, *, write: bool) -> str | None:
+        """The analyst the request's token belongs to (None for an open read); else a 401/403."""
         if not write and not self.settings.api_read_token_required:
-            return
-        if not self._token:
+            return None
+        if not self.analysts.configured:
             raise ApiProblem(
                 403,
-                "writes are disabled: the worker has no MARKETBAN_API_TOKEN"
+                "writes are disabled: the worker has no MARKETBAN_API_TOKEN or "
+                "MARKETBAN_API_TOKENS_FILE"
                 if write
-                else "reads need a token but the worker has no MARKETBAN_API_TOKEN",
+                else "reads need a token but the worker has no MARKETBAN_API_TOKEN or "
+                "MARKETBAN_API_TOKENS_FILE (MARKETBAN_API_READ_TOKEN_REQUIRED=false opens them)",
             )
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        if scheme.lower() != "bearer" or not given.strip():
             raise ApiProblem(401, "this needs an Authorization: Bearer <token> header")
-        if not hmac.compare_digest(given.strip().encode(), self._token):
-            raise ApiProblem(403, "the bearer token is not valid")
+        analyst = self.analysts.analyst(given.strip())
+        if analyst is None:
+            raise ApiProblem(403, "the bearer token is not valid (unknown or revoked)")
+        return analyst
 
     def _require_ready(self) -> None:
         checks = self._readiness()
@@ -251,12 +275,14 @@ class Api:
         state = engine.state
         link = state.links.get(account_id)
         account = state.accounts.get(account_id)
-        if link is None and account is None:
+        controllers = state.controllers.get(account_id)
+        if link is None and account is None and controllers is None:
             raise ApiProblem(404, f"no account {account_id!r} is known to marketban")
         session = self.calendar.session_of(at).day
         view = queries.account_view(
-            account_id, link, state.persons, account, today=today, session=session
-        )
+            account_id, link, state.persons, account, today=today, session=session,
+            controllers=controllers,
+        )  # fmt: skip
         return _model_response(view)
 
     async def _check(self, request: web.Request) -> web.StreamResponse:
@@ -316,26 +342,78 @@ class Api:
         return _model_response(entry)
 
     async def _acknowledge(self, request: web.Request, violation_id: str) -> web.StreamResponse:
-        if self.violations.get(violation_id) is None:
+        self._kept(violation_id)
+        return await self._dispose(request, violation_id, "acknowledged")
+
+    async def _dismiss(self, request: web.Request, violation_id: str) -> web.StreamResponse:
+        self._suspicion(violation_id)
+        return await self._dispose(request, violation_id, "dismissed")
+
+    async def _confirm(self, request: web.Request, violation_id: str) -> web.StreamResponse:
+        """R8: the analyst confirms that the suspected person controls the account."""
+        v = self._suspicion(violation_id)
+        if v.person_id is None:
+            raise ApiProblem(409, f"violation {violation_id!r} names no person")
+        link = AccountLink(
+            account_id=v.account_id,
+            person_id=v.person_id,
+            kind="controlled",
+            reference=violation_id,
+            confirmed_by=request.get("analyst"),
+        )
+        await self._write(self._record_link(link), "the controlled link")
+        return await self._dispose(request, violation_id, "confirmed")
+
+    async def _revoke_controller(
+        self, request: web.Request, account_id: str, person_id: str
+    ) -> web.StreamResponse:
+        ask = await _disposition_request(request)
+        link = AccountLink(
+            account_id=account_id,
+            person_id=person_id,
+            kind="controlled",
+            reference=ask.note or None,
+            revoked=True,
+            confirmed_by=request.get("analyst"),
+        )
+        await self._write(self._record_link(link), "the revocation")
+        return _model_response(link, status=202)
+
+    def _kept(self, violation_id: str) -> ViolationEntry:
+        entry = self.violations.get(violation_id)
+        if entry is None:
             raise ApiProblem(404, f"no violation {violation_id!r} is among those kept")
-        try:
-            body = await request.read()
-            ask = DispositionRequest.model_validate_json(body or b"{}")
-        except ValidationError as exc:
-            raise ApiProblem(400, _validation_text(exc)) from None
+        return entry
+
+    def _suspicion(self, violation_id: str) -> Violation:
+        v = self._kept(violation_id).violation
+        if v.kind != "suspected_proxy_trading":
+            raise ApiProblem(409, f"violation {violation_id!r} is a {v.kind}, not a suspicion")
+        return v
+
+    async def _dispose(
+        self, request: web.Request, violation_id: str, status: DispositionStatus
+    ) -> web.StreamResponse:
+        ask = await _disposition_request(request)
         disposition = Disposition(
             violation_id=violation_id,
+            status=status,
             note=ask.note,
-            by=ask.by,
+            # Who acted is the token's analyst, never a name the request claims.
+            by=request.get("analyst") or "",
             at=datetime.now(UTC),  # wall-clock ok: when the analyst acted, not a decision input
         )
+        await self._write(self._record_disposition(disposition), "the disposition")
+        return _model_response(disposition, status=202)
+
+    @staticmethod
+    async def _write(sending: Awaitable[None], what: str) -> None:
         try:
-            await self._record_disposition(disposition)
+            await sending
         except (KafkaError, OSError, TimeoutError) as exc:
             raise ApiProblem(
-                503, f"the disposition could not be recorded in Kafka ({type(exc).__name__}); retry"
+                503, f"{what} could not be recorded in Kafka ({type(exc).__name__}); retry"
             ) from None
-        return _model_response(disposition, status=202)
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         q = StatsQuery.model_validate(dict(request.query))
@@ -391,6 +469,14 @@ class Api:
         finally:
             self.violations.listeners.remove(listen)
         return response
+
+
+async def _disposition_request(request: web.Request) -> DispositionRequest:
+    try:
+        body = await request.read()
+        return DispositionRequest.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise ApiProblem(400, _validation_text(exc)) from None
 
 
 def _view(name: str, method: Literal["get", "post"], handler: Handler) -> type[View]:

@@ -25,6 +25,7 @@ from marketban.decider.loop import Decider
 from marketban.domain.bans import BanView, BanWindows
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.fastpath import json_bytes
+from marketban.domain.models import AccountLink
 from marketban.service.monitor import Disposition, ViolationLog
 from marketban.settings import Settings
 
@@ -59,7 +60,7 @@ class _Components(mode.Service):
 
 
 class DispositionRecorder:
-    """Writes analysts' dispositions to ``violation-dispositions`` (idempotent, acks=all)."""
+    """Writes analysts' records: dispositions, and the ``accounts`` links they confirm."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -80,6 +81,14 @@ class DispositionRecorder:
             self._settings.dispositions_topic,
             json_bytes(disposition),
             key=disposition.violation_id.encode(),
+        )
+
+    async def record_link(self, link: AccountLink) -> None:
+        """Send an analyst's ``accounts`` record (R8's controlled link) and wait for the cluster."""
+        if self._producer is None:
+            raise RuntimeError("the disposition producer is not started")
+        await self._producer.send_and_wait(
+            self._settings.topic("accounts"), json_bytes(link), key=link.account_id.encode()
         )
 
     async def stop(self) -> None:
@@ -131,6 +140,7 @@ class MarketbanWorker:
             calendar,
             self.violation_log,
             self.dispositions.record,
+            self.dispositions.record_link,
             self.readiness,
             self.metrics.exposition,
         ).install()

@@ -22,20 +22,22 @@ from marketban.service.queries import Page, page_of
 MINUTES_KEPT = 24 * 60
 
 
+DispositionStatus = Literal["acknowledged", "confirmed", "dismissed"]
+
+
 class DispositionRequest(BaseModel):
-    """What an analyst sends to acknowledge a violation."""
+    """What an analyst sends with a disposition (who sent it is the token's analyst)."""
 
     note: str = Field("", max_length=2000, description="why, in the analyst's words")
-    by: str = Field("", max_length=128, description="who acknowledges (an analyst's handle)")
 
 
 class Disposition(BaseModel):
     """An analyst's disposition of a violation: one record on ``violation-dispositions``."""
 
     violation_id: Text
-    status: Literal["acknowledged"] = "acknowledged"
+    status: DispositionStatus = "acknowledged"
     note: str = Field("", max_length=2000)
-    by: str = Field("", max_length=128)
+    by: str = Field("", max_length=128, description="the analyst of the token used")
     at: datetime
 
 

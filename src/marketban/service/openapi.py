@@ -11,6 +11,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from marketban.domain.models import AccountLink
 from marketban.service.monitor import Disposition, DispositionRequest, ViolationEntry
 from marketban.service.queries import (
     AccountQuery,
@@ -69,7 +70,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "no bearer token",
         403: "wrong token, or writes disabled",
         404: "not found",
-        409: "order_id already decided",
+        409: "order_id already decided (check) or not a suspicion (confirm, dismiss)",
         503: "not ready, or the owning worker did not answer",
     }
     schema = {"$ref": _REF.format(model="ApiError")}
@@ -82,6 +83,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 def openapi() -> dict[str, Any]:
     """The OpenAPI document of every ``/api`` endpoint."""
     models: list[type[BaseModel]] = [
+        AccountLink,
         AccountView,
         ApiError,
         CheckResult,
@@ -153,25 +155,17 @@ def openapi() -> dict[str, Any]:
                 "responses": {**_ok("ViolationEntry", "the violation"), **_errors(404)},
             }
         },
-        "/api/violations/{violation_id}/acknowledge": {
-            "post": {
-                "summary": "Acknowledge a violation (recorded on violation-dispositions)",
-                "security": [{"bearer": []}],
-                "parameters": [_path_param("violation_id")],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": _REF.format(model="DispositionRequest")}
-                        }
-                    },
-                },
-                "responses": {
-                    **_ok("Disposition", "recorded", status="202"),
-                    **_errors(400, 401, 403, 404),
-                },
-            }
+        **{
+            f"/api/violations/{{violation_id}}/{action}": _disposition_path(summary, conflict)
+            for action, summary, conflict in _DISPOSITIONS
         },
+        "/api/accounts/{account_id}/controllers/{person_id}/revoke": _disposition_path(
+            "Revoke a controlled link (writes the accounts record with revoked: true; the note "
+            "is its reference)",
+            conflict=False,
+            params=("account_id", "person_id"),
+            answer="AccountLink",
+        ),
         "/api/stats": {
             "get": {
                 "summary": "Decisions by verdict and violations by kind, per minute",
@@ -192,4 +186,47 @@ def openapi() -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
+    }
+
+
+_DISPOSITIONS: Final = (
+    ("acknowledge", "Acknowledge a violation (recorded on violation-dispositions)", False),
+    (
+        "confirm",
+        (
+            "R8: confirm that the suspected person controls the account; writes the accounts "
+            "record {kind: controlled, reference: violation_id, confirmed_by: the token's "
+            "analyst} and a disposition; 409 for a violation that is not a suspicion"
+        ),
+        True,
+    ),
+    ("dismiss", "R8: dismiss a suspicion (a disposition); 409 for other violations", True),
+)
+
+
+def _disposition_path(
+    summary: str,
+    conflict: bool,
+    params: tuple[str, ...] = ("violation_id",),
+    answer: str = "Disposition",
+) -> dict[str, Any]:
+    """An analyst's write: bearer token, an optional note, 202 once Kafka has the record."""
+    return {
+        "post": {
+            "summary": summary + ". Recorded as done by the analyst whose token is used.",
+            "security": [{"bearer": []}],
+            "parameters": [_path_param(p) for p in params],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": _REF.format(model="DispositionRequest")}
+                    }
+                },
+            },
+            "responses": {
+                **_ok(answer, "recorded", status="202"),
+                **_errors(400, 401, 403, 404, *((409,) if conflict else ())),
+            },
+        }
     }

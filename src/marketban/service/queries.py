@@ -14,7 +14,7 @@ from typing import Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from marketban.domain.bans import BanChange, BanView, BanWindows, Window
-from marketban.domain.engine import AccountState
+from marketban.domain.engine import AccountState, Controllers
 from marketban.domain.models import AccountLink, Decision, Measure
 
 T = TypeVar("T")
@@ -61,8 +61,17 @@ class Quota(BaseModel):
     revoked: bool = False
 
 
+class ControllerView(BaseModel):
+    """A person an analyst confirmed controls the account (R8), and on what ground."""
+
+    person_id: str
+    reference: str | None
+    confirmed_by: str | None
+    trading_measure_on_session: bool
+
+
 class AccountView(BaseModel):
-    """``GET /api/accounts/{account_id}``: who owns it and what restricts it."""
+    """``GET /api/accounts/{account_id}``: who owns it, who controls it, what restricts it."""
 
     account_id: str
     kind: Literal["cash", "credit"] | None
@@ -73,6 +82,7 @@ class AccountView(BaseModel):
     decision_ids: list[str]
     quotas: list[Quota]
     tracked_orders: int
+    controllers: list[ControllerView] = []
 
 
 class RegisterEntry(BaseModel):
@@ -160,6 +170,7 @@ def account_view(
     *,
     today: date,
     session: date,
+    controllers: Controllers | None = None,
 ) -> AccountView:
     """The account's person, the measures that apply on ``today`` or later, and its quotas."""
     person = view.get(link.person_id) if link is not None else None
@@ -183,6 +194,17 @@ def account_view(
         decision_ids=sorted({m.decision_id for m in measures}),
         quotas=_quotas(st, trading, session),
         tracked_orders=len(st.orders),
+        controllers=[
+            ControllerView(
+                person_id=pid,
+                reference=c.reference,
+                confirmed_by=c.confirmed_by,
+                trading_measure_on_session=bool(
+                    (p := view.get(pid)) is not None and p.trading_windows_on(session)
+                ),
+            )
+            for pid, c in sorted((controllers.by if controllers else {}).items())
+        ],
     )
 
 
