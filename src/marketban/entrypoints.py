@@ -93,12 +93,14 @@ def _stream_command(args: argparse.Namespace, settings: Settings) -> int:
     if (status := access_status(settings)) is not None:
         return status
     if args.command == "worker":
+        from marketban.adapters.calendar_cache import cached_calendar  # noqa: PLC0415
         from marketban.adapters.worker import run_worker  # noqa: PLC0415 - imports Faust
 
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s"
         )
-        return run_worker(settings, default_calendar(settings.holidays_file))
+        calendar = cached_calendar(Path(settings.data_dir), settings.holidays_file)
+        return run_worker(settings, calendar)
     if args.command == "audit":
         from marketban.adapters.audit_reader import audit_command  # noqa: PLC0415
 

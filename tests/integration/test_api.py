@@ -392,6 +392,9 @@ def test_confirming_a_suspicion_records_the_analyst_and_blocks_the_next_order(
 ) -> None:
     vid = "suspected_proxy_trading:NX1:PX:2024-05-14"
     port = cluster.ports[1]
+    status, page = http(port, "/api/violations?kind=suspected_proxy_trading", token=ANALYST_TOKEN)
+    assert status == 200, page
+    assert vid in {e["violation"]["violation_id"] for e in page["items"]}
     status, entry = http(port, f"/api/violations/{vid}", token=ANALYST_TOKEN)
     assert status == 200, entry
     assert entry["violation"]["person_id"] == "PX"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.integration.api import http
+from tests.integration.api import eventually, http
 from tests.integration.stream import cli, start_worker, worker_env
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,28 @@ def blocked_orders(path: Path, first: int, count: int) -> Path:
     return path
 
 
-def test_dashboard_shows_live_violations_searches_and_acknowledges(
+def proxy_orders(path: Path, *, then: bool = False) -> Path:
+    """P1's own order and an unlinked account's order from one device; or that account's next."""
+
+    def line(oid: str, account: str, minute: int) -> str:
+        order = {
+            "order_id": oid, "account_id": account, "exchange": "XSHG", "security": "600000",
+            "side": "buy", "quantity": 100, "price": "10.50",
+            "entered_at": f"2024-05-14T10:{minute:02d}:00+08:00", "broker": "B042",
+            "terminal": {"ip": "10.9.9.9", "mac": "00:1B:44:AA:BB:01"},
+        }  # fmt: skip
+        return json.dumps({"topic": "orders", "key": account, "value": order}) + "\n"
+
+    orders = (
+        [("O-LIVE-N2", "NLIVE", 30)]
+        if then
+        else [("O-LIVE-P1", "A1", 10), ("O-LIVE-N1", "NLIVE", 20)]
+    )
+    path.write_text("".join(line(*o) for o in orders))
+    return path
+
+
+def test_dashboard_shows_live_violations_acknowledges_and_confirms_a_suspicion(
     kafka_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = worker_env(kafka_env, tmp_path / "data")
@@ -81,6 +103,7 @@ def test_dashboard_shows_live_violations_searches_and_acknowledges(
 
 
 def drive(page: Page, env: dict[str, str], tmp_path: Path) -> None:
+    port = int(env["MARKETBAN_WEB_PORT"])
     # Without the token the page says what it needs and shows no data.
     expect(page.locator("#message")).to_contain_text("set the API token", timeout=30_000)
     expect(page.locator("#violations tbody tr")).to_have_count(0)
@@ -107,10 +130,40 @@ def drive(page: Page, env: dict[str, str], tmp_path: Path) -> None:
     target = page.locator('#violations tr[data-id="blocked_attempt:O-LIVE-3"]')
     target.locator(".ack-button").click()
     page.fill("#ack-note", "called broker B042")
-    page.fill("#ack-by", "analyst-9")
     page.click("#ack-confirm")
-    expect(target.locator(".ack")).to_have_text("acknowledged by analyst-9", timeout=60_000)
+    # Recorded as the analyst of the token (the one-person token's), not a name typed in.
+    expect(target.locator(".ack")).to_have_text("acknowledged by operator", timeout=60_000)
+
+    # R8: a nominee's account trades from the banned person's device; the suspicion appears live.
+    cli(env, "feed", str(proxy_orders(tmp_path / "proxy.jsonl")))
+    vid = "suspected_proxy_trading:NLIVE:P1:2024-05-14"
+    suspicion = page.locator(f'#violations tr[data-id="{vid}"]')
+    expect(suspicion).to_be_visible(timeout=60_000)
+    expect(suspicion).to_contain_text("00:1b:44:aa:bb:01")  # the terminal
+    expect(suspicion).to_contain_text("O-LIVE-P1")  # the banned person's order that used it
+    expect(suspicion).to_contain_text("A1")  # the banned person's account
     page.screenshot(path=str(SCREENSHOT))
+    # The analyst confirms control: the accounts record goes through Kafka to the account's task.
+    suspicion.locator('[data-action="confirm"]').click()
+    page.fill("#ack-note", "same device as P1, same hours")
+    page.click("#ack-confirm")
+    expect(suspicion.locator(".ack")).to_have_text("confirmed by operator", timeout=60_000)
+    eventually(
+        lambda: http(port, "/api/accounts/NLIVE", token=TOKEN)[1].get("controllers") or None,
+        what="the controlled link applied by the account's task",
+    )
+    # The next order of that account is blocked, and the reason names the controlled link.
+    cli(env, "feed", str(proxy_orders(tmp_path / "next.jsonl", then=True)))
+    blocked = page.locator('#violations tr[data-id="blocked_attempt:O-LIVE-N2"]')
+    expect(blocked).to_be_visible(timeout=60_000)
+    expect(blocked.locator("td").nth(1)).to_have_attribute("title", re.compile("controlled by P1"))
+    # The account page shows the controller; revoking it is one more analyst action.
+    page.goto(page.url.split("#")[0] + "#/accounts/NLIVE")
+    row = page.locator('#controllers tr[data-person="P1"]')
+    expect(row).to_contain_text(vid, timeout=30_000)
+    row.locator(".revoke-button").click()
+    page.click("#ack-confirm")
+    expect(page.locator("#controllers")).to_contain_text("nobody", timeout=60_000)
 
     # Search by account: the account page, its measures and its violations.
     page.fill("#search-text", "A1")

@@ -71,6 +71,19 @@ class Market:
         return records, order_ids
 
 
+def without_terminals(flow: list[Record]) -> list[Record]:
+    """The same flow with no order's terminal: R8 then has nothing to re-key (R8 "off")."""
+    out: list[Record] = []
+    for topic, key, value in flow:
+        if topic != "orders":
+            out.append((topic, key, value))
+            continue
+        order = orjson.loads(value)
+        order.pop("terminal", None)
+        out.append((topic, key, orjson.dumps(order)))
+    return out
+
+
 def synthetic_market(banned_persons: int) -> Market:
     """Reference data (bans, links, holdings, evidence) of the synthetic market."""
     reference = [
@@ -328,6 +341,17 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                 within_s=opts.timeout_s,
             )
             await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
+            # The same worker and round, R8 off: orders without terminals cost R8 nothing.
+            off_flow, off_ids = market.flow(f"X{n}-", opts.orders)
+            wk_off = await _saturated(
+                producer,
+                decisions,
+                [(s.topic(t), k, v) for t, k, v in without_terminals(off_flow)],
+                orders=len(off_ids),
+                expected=len(off_ids),
+                within_s=opts.timeout_s,
+            )
+            await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
             lat_orders = int(opts.rate * opts.latency_s)
             lat_flow, lat_ids = market.flow(f"L{n}-", lat_orders)
             lat = await _open_loop(
@@ -353,6 +377,8 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                 "throughput_per_s": round(wk),
                 "passthrough_per_s": round(pt),
                 "ratio": round(wk / pt, 3),
+                "r8_off_per_s": round(wk_off),
+                "r8_cost": round(1 - wk / wk_off, 3),
                 **{k: lat[k] for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "missing")},
                 "floor_p50_ms": floor["p50_ms"],
                 "floor_p99_ms": floor["p99_ms"],
@@ -366,6 +392,8 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
             "throughput_per_s",
             "passthrough_per_s",
             "ratio",
+            "r8_off_per_s",
+            "r8_cost",
             "p50_ms",
             "p99_ms",
             "p999_ms",

@@ -174,8 +174,13 @@ def load_holidays_file(path: Path) -> dict[int, PublishedYear]:
     return years
 
 
+#: Trading days and years, working days and years: what the calendar libraries know.
+LibraryDays = tuple[frozenset[date], frozenset[int], frozenset[date], frozenset[int]]
+
+
 @lru_cache(maxsize=1)
-def _library_days() -> tuple[frozenset[date], frozenset[int], frozenset[date], frozenset[int]]:
+def library_days() -> LibraryDays:
+    """The day lists of exchange_calendars (XSHG) and chinese_calendar (a second of pandas)."""
     import chinese_calendar  # noqa: PLC0415 - heavy imports, loaded once on first use
     import exchange_calendars as xcals  # noqa: PLC0415
     from exchange_calendars.exchange_calendar_xshg import XSHGExchangeCalendar  # noqa: PLC0415
@@ -203,8 +208,10 @@ def _library_days() -> tuple[frozenset[date], frozenset[int], frozenset[date], f
     return trading, trading_years, frozenset(working), frozenset(working_years)
 
 
-def default_calendar(holidays_file: Path | None = None) -> MarketCalendar:
-    """The calendar from the libraries, plus an operator's published holidays if given."""
-    trading, trading_years, working, working_years = _library_days()
+def default_calendar(
+    holidays_file: Path | None = None, days: LibraryDays | None = None
+) -> MarketCalendar:
+    """The calendar from the libraries (or their ``days``), plus an operator's published ones."""
+    trading, trading_years, working, working_years = days or library_days()
     published = load_holidays_file(holidays_file) if holidays_file else None
     return MarketCalendar(trading, trading_years, working, working_years, published)

@@ -23,6 +23,7 @@ TARGETS: list[tuple[str, str, str, float, float, bool]] = [
     ("engine decisions/s, one core", "engine", "decisions_per_s", 150_000, 300_000, True),
     ("end-to-end orders/s, sustained", "e2e", "throughput_per_s", 10_000, 50_000, True),
     ("processor ÷ raw passthrough", "e2e", "ratio", 0.6, 0.8, True),
+    ("R8's cost: 1 - orders/s with ÷ without terminals", "e2e", "r8_cost", 0.15, 0.05, False),
     ("latency p50 ÷ per-partition passthrough's", "e2e", "p50_ratio", 1.5, 1.0, False),
     ("latency p99 ÷ per-partition passthrough's", "e2e", "p99_ratio", 1.5, 1.0, False),
     ("latency at 2,000 orders/s, p99 (ms)", "e2e", "p99_ms", 50, 20, False),

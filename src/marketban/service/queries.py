@@ -119,7 +119,7 @@ class ViolationsQuery(BaseModel):
 
     offset: int = Field(0, ge=0)
     limit: int = Field(50, ge=1, le=MAX_PAGE)
-    kind: Literal["blocked_attempt", "executed_breach"] | None = None
+    kind: Literal["blocked_attempt", "executed_breach", "suspected_proxy_trading"] | None = None
     broker: str | None = Field(None, min_length=1, max_length=128)
     session: date | None = None
     account_id: str | None = Field(None, min_length=1, max_length=128)

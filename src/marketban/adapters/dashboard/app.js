@@ -3,7 +3,8 @@
 
 const PAGE = 50;
 const COLORS = { "verdict:allow": "#12b76a", "verdict:allow_exempt": "#f79009",
-  "verdict:block": "#d92d20", "kind:blocked_attempt": "#fdb022", "kind:executed_breach": "#7a271a" };
+  "verdict:block": "#d92d20", "kind:blocked_attempt": "#fdb022", "kind:executed_breach": "#7a271a",
+  "kind:suspected_proxy_trading": "#6941c6" };
 const state = { violationsOffset: 0, bansOffset: 0, bansText: "", rows: new Map() };
 const $ = (sel) => document.querySelector(sel);
 
@@ -52,11 +53,21 @@ function violationRow(entry, fresh) {
   const tr = document.createElement("tr");
   tr.dataset.id = v.violation_id;
   if (fresh) tr.className = "new";
+  const suspicion = v.kind === "suspected_proxy_trading";
+  const id = esc(v.violation_id);
+  const actions = suspicion
+    ? `<button class="act-button" data-action="confirm" data-id="${id}">confirm control</button>
+       <button class="act-button" data-action="dismiss" data-id="${id}">dismiss</button>`
+    : `<button class="act-button ack-button" data-action="acknowledge" data-id="${id}">acknowledge</button>`;
   const status = d
-    ? `<span class="ack" title="${esc(d.note)}">acknowledged${d.by ? " by " + esc(d.by) : ""}</span>`
-    : `<button class="ack-button" data-id="${esc(v.violation_id)}">acknowledge</button>`;
+    ? `<span class="ack" title="${esc(d.note)}">${esc(d.status)}${d.by ? " by " + esc(d.by) : ""}</span>`
+    : actions;
+  // A suspicion's detail names the terminal, the IPs, the banned person's account and order.
+  const what = suspicion
+    ? `${esc(v.kind.replaceAll("_", " "))} <span class="detail">${esc(v.detail)}</span>`
+    : esc(v.kind.replace("_", " "));
   tr.innerHTML = `<td>${esc((v.detected_at || "").replace("T", " ").slice(0, 19))}</td>
-    <td class="kind-${esc(v.kind)}" title="${esc(v.detail)}">${esc(v.kind.replace("_", " "))}</td>
+    <td class="kind-${esc(v.kind)}" title="${esc(v.detail)}">${what}</td>
     <td><a href="#/accounts/${encodeURIComponent(v.account_id)}">${esc(v.account_id)}</a></td>
     <td>${esc(v.order_id)}</td><td>${esc(v.broker)}</td><td>${esc(v.session)}</td>
     <td>${v.decision_ids.map((id) => `<a href="#/bans/${encodeURIComponent(id)}">${esc(id)}</a>`).join(" ")}</td>
@@ -92,7 +103,8 @@ async function loadStats() {
   const { ok, body } = await api("/api/stats?minutes=60");
   if (!ok) return;
   const labels = { "verdict:allow": "allowed", "verdict:allow_exempt": "allowed (exempt)", "verdict:block": "blocked",
-    "kind:blocked_attempt": "blocked attempts", "kind:executed_breach": "executed breaches" };
+    "kind:blocked_attempt": "blocked attempts", "kind:executed_breach": "executed breaches",
+    "kind:suspected_proxy_trading": "proxy suspicions" };
   $("#cards").innerHTML = Object.keys(labels).map((k) =>
     `<div class="card" data-count="${k}"><div class="n">${body.totals[k] || 0}</div><div class="l">${labels[k]}</div></div>`).join("");
   drawChart(body.series);
@@ -157,20 +169,29 @@ async function stream() {
   }
 }
 
-// ---- acknowledge -----------------------------------------------------------------------------
+// ---- an analyst's actions (recorded as the analyst of the token) -------------------------------
 
-function acknowledge(id) {
+const ACTIONS = {
+  acknowledge: { title: "Acknowledge", done: "acknowledged" },
+  confirm: { title: "Confirm control (the account is then decided under this person's bans)", done: "confirmed control of" },
+  dismiss: { title: "Dismiss the suspicion", done: "dismissed" },
+  revoke: { title: "Revoke the controlled link", done: "revoked" },
+};
+
+function act(action, id, path, after) {
+  $("#ack-title").textContent = ACTIONS[action].title;
   $("#ack-id").textContent = id;
   $("#ack-note").value = "";
+  $("#ack-confirm").textContent = action === "confirm" ? "Confirm" : ACTIONS[action].title.split(" ")[0];
   const dialog = $("#ack-dialog");
   dialog.returnValue = "";
   dialog.showModal();
   dialog.onclose = async () => {
     if (dialog.returnValue !== "ok") return;
-    const body = JSON.stringify({ note: $("#ack-note").value, by: $("#ack-by").value });
-    const answer = await api(`/api/violations/${encodeURIComponent(id)}/acknowledge`,
+    const body = JSON.stringify({ note: $("#ack-note").value });
+    const answer = await api(path || `/api/violations/${encodeURIComponent(id)}/${action}`,
       { method: "POST", body, headers: { "Content-Type": "application/json" } });
-    if (answer.ok) say(`acknowledged ${id}`);
+    if (answer.ok) { say(`${ACTIONS[action].done} ${id}`); if (after) after(); }
     else if (answer.status !== 401 && answer.status !== 403) say(answer.body.error);
   };
 }
@@ -217,6 +238,11 @@ async function showAccount(id) {
   page.innerHTML = `<h2>Account ${esc(body.account_id)} <span class="sub">as of ${esc(body.as_of)}, session ${esc(body.session)}</span></h2>
     <dl><dt>person</dt><dd>${esc(body.person_id || "none linked")}</dd><dt>kind</dt><dd>${esc(body.kind || "—")}</dd>
     <dt>tracked orders</dt><dd>${body.tracked_orders}</dd></dl>
+    <h2>Controlled by <span class="sub">persons an analyst confirmed (R8): their bans apply to this account</span></h2>
+    <table id="controllers"><thead><tr><th>person</th><th>ground</th><th>confirmed by</th><th>trading measure this session</th><th></th></tr></thead><tbody>
+    ${body.controllers.map((c) => `<tr data-person="${esc(c.person_id)}"><td>${esc(c.person_id)}</td><td>${esc(c.reference || "—")}</td>
+      <td>${esc(c.confirmed_by || "—")}</td><td>${c.trading_measure_on_session ? "yes" : "no"}</td>
+      <td><button class="revoke-button" data-person="${esc(c.person_id)}">revoke</button></td></tr>`).join("") || "<tr><td colspan=5>nobody</td></tr>"}</tbody></table>
     <h2>Measures now and later</h2>
     <table><thead><tr><th>decision</th><th>measure</th><th>start</th><th>ends before</th><th>status</th></tr></thead><tbody>
     ${body.measures.map((m) => `<tr><td><a href="#/bans/${encodeURIComponent(m.decision_id)}">${esc(m.decision_id)}</a></td><td>${esc(m.measure)}</td>
@@ -265,8 +291,16 @@ function route() {
 }
 
 document.addEventListener("click", (event) => {
-  const target = event.target.closest(".ack-button");
-  if (target) acknowledge(target.dataset.id);
+  const target = event.target.closest(".act-button");
+  if (target) act(target.dataset.action, target.dataset.id);
+  const revoke = event.target.closest(".revoke-button");
+  if (revoke) {
+    const account = decodeURIComponent(location.hash.split("/")[2] || "");
+    const person = revoke.dataset.person;
+    act("revoke", `${person} of ${account}`,
+      `/api/accounts/${encodeURIComponent(account)}/controllers/${encodeURIComponent(person)}/revoke`,
+      () => setTimeout(() => showAccount(account), 1500));
+  }
 });
 $("#search").addEventListener("submit", (event) => { event.preventDefault(); search($("#search-text").value); });
 for (const id of ["#filter-kind", "#filter-broker", "#filter-session"]) {
