@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
+import msgspec
+from msgspec import Struct
 from pydantic import BaseModel
 from rocksdict import Options, Rdict, WriteBatch
 
 from marketban.domain.fastpath import json_bytes
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=BaseModel | Struct)
 
 #: Where the store keeps the next changelog offset it has not applied (not a state key).
 OFFSET_KEY: Final = b"\x00changelog-offset"
@@ -130,7 +132,11 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
     def __init__(self, store: TaskStore, prefix: bytes, model: type[M]) -> None:
         self._store = store
         self._prefix = prefix
-        self._decode: Callable[[bytes], M] = model.model_validate_json
+        self._decode: Callable[[bytes], M] = (
+            msgspec.json.Decoder(model).decode
+            if issubclass(model, Struct)
+            else model.model_validate_json
+        )
         self._objects: dict[str, M | None] = {}
         self._dirty: set[str] = set()
 

@@ -45,6 +45,8 @@ from marketban.domain.proxy import (
     ProxyConfig,
     TerminalState,
     TerminalUse,
+    decode_use,
+    decode_use_bytes,
     on_use,
     terminal_id,
 )
@@ -69,7 +71,8 @@ CLAUSE_NAMES: Final = {
 ORDER_RETENTION = timedelta(days=7)
 
 Payload = bytes | dict[str, Any]
-Output = tuple[str, str | None, BaseModel | DecisionRecord]
+#: A decision on the fast path and R8's internal records are msgspec structs; the rest pydantic.
+Output = tuple[str, str | None, BaseModel | Struct]
 #: R8's hops between the task of an account and the task of a terminal: outputs that come back
 #: as inputs (the stream re-keys them through its own topics; ``Engine.run`` takes them at once).
 ROUTED: Final = frozenset({"terminal-uses", "proxy-suspicions"})
@@ -228,6 +231,11 @@ class Engine:
             fast = decode_order(payload)
             if fast is not None and fast.account_id == key:
                 return self._decide(key, fast, payload, source, now)
+        if topic == "terminal-uses" and isinstance(payload, bytes):
+            # Written by a task of ours: decoded straight into its struct.
+            use = decode_use_bytes(payload)
+            if use is not None:
+                return self._on_terminal_use(use, now)
         try:
             obj = parse_object(payload)
         except DecodeError as exc:
@@ -246,7 +254,7 @@ class Engine:
             if topic == "executions":
                 return self._on_execution(key, obj, now)
             if topic == "terminal-uses":
-                return self._on_terminal_use(validate(TerminalUse, obj), now)
+                return self._on_terminal_use(decode_use(obj), now)
             if topic == "proxy-suspicions":
                 return self._on_suspicion(validate(Violation, obj))
         except DecodeError as exc:

@@ -124,8 +124,8 @@ class DecisionRecord(Struct, frozen=True):
 _ENCODER = msgspec.json.Encoder()
 
 
-def json_bytes(value: BaseModel | DecisionRecord) -> bytes:
+def json_bytes(value: BaseModel | Struct) -> bytes:
     """An output record's JSON as bytes, without a detour through ``str`` (the hot path's end)."""
-    if isinstance(value, DecisionRecord):
+    if isinstance(value, Struct):
         return _ENCODER.encode(value)
     return value.__pydantic_serializer__.to_json(value)

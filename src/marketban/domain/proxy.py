@@ -10,14 +10,18 @@ it names makes sure it is emitted once (``Engine``), since two terminals can rai
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Final
 
-from pydantic import BaseModel, Field
+import msgspec
+from msgspec import Struct, field
 
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.models import Violation
+from marketban.domain.wire import DecodeError
 
 _HEX: Final = frozenset("0123456789abcdef")
 _SEPARATORS: Final = frozenset(":-.")
@@ -34,6 +38,10 @@ class ProxyConfig:
     shared_limit: int = 5
 
 
+_COLONS: Final = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+_PLACEHOLDERS: Final = frozenset({"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"})
+
+
 def terminal_id(mac: str | None) -> str | None:
     """The identity of the terminal with MAC ``mac``, or None when it identifies nothing.
 
@@ -42,7 +50,14 @@ def terminal_id(mac: str | None) -> str | None:
     """
     if mac is None:
         return None
-    text = mac.strip().lower()
+    text = mac.lower()
+    if _COLONS.fullmatch(text):  # the usual notation: nothing to rewrite
+        return None if text in _PLACEHOLDERS else text
+    return _other_notation(text.strip())
+
+
+@lru_cache(maxsize=4096)
+def _other_notation(text: str) -> str | None:
     digits = "".join(c for c in text if c in _HEX)
     if not digits or set(digits) <= {"0"} or set(digits) <= {"f"}:
         return None
@@ -56,10 +71,12 @@ def identity_of(account_id: str, persons: list[str]) -> list[str]:
     return persons or [f"account:{account_id}"]
 
 
-class TerminalUse(BaseModel):
-    """One order's use of a terminal, as its account's task saw it (key: the terminal)."""
+# msgspec structs, not pydantic models: one of each is built, written and read per order
+# (about 1 us each where a pydantic model cost 5-10).
 
-    model_config = {"frozen": True}
+
+class TerminalUse(Struct, frozen=True):
+    """One order's use of a terminal, as its account's task saw it (key: the terminal)."""
 
     terminal: str
     ip: str | None
@@ -74,7 +91,7 @@ class TerminalUse(BaseModel):
     broker: str
 
 
-class UseNote(BaseModel):
+class UseNote(Struct):
     """What a terminal keeps of one account's uses in one session: its earliest order, IPs."""
 
     account_id: str
@@ -84,18 +101,37 @@ class UseNote(BaseModel):
     order_id: str
     entered_at: datetime
     broker: str
-    ips: list[str] = Field(default_factory=list)
+    ips: list[str] = field(default_factory=list)
 
 
-class TerminalState(BaseModel):
+class TerminalState(Struct):
     """Everything R8 remembers of one terminal."""
 
-    notes: list[UseNote] = Field(default_factory=list)
+    notes: list[UseNote] = field(default_factory=list)
     #: Suspicions this terminal raised, with their session (forgotten with the notes).
-    raised: dict[str, date] = Field(default_factory=dict)
+    raised: dict[str, date] = field(default_factory=dict)
     #: The session in which more than the shared limit of persons used it (then it is shared).
     shared_since: date | None = None
     latest: date | None = None
+
+
+_USE_DECODER: Final = msgspec.json.Decoder(TerminalUse)
+
+
+def decode_use_bytes(payload: bytes) -> TerminalUse | None:
+    """A terminal use as a task wrote it, or None (then the generic path explains the error)."""
+    try:
+        return _USE_DECODER.decode(payload)
+    except msgspec.DecodeError:
+        return None
+
+
+def decode_use(obj: dict[str, object]) -> TerminalUse:
+    """A terminal use from parsed JSON (replay of a hand-written line, or a damaged record)."""
+    try:
+        return msgspec.convert(obj, TerminalUse)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"invalid terminal use: {exc}") from None
 
 
 def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
@@ -111,8 +147,11 @@ def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
         return []
     this = _note(st, use)
     if st.latest is None or use.session > st.latest:
+        if st.latest is not None:
+            _forget_old(st, calendar, window, use.session)  # only a later session ages notes
         st.latest = use.session
-    _forget_old(st, calendar, window)
+    if len(st.notes) == 1 and len(identity_of(this.account_id, this.persons)) <= shared_limit:
+        return []  # one account in one session (most terminals, most of the time): no pair
     apart = calendar.sessions_apart
     near = [n for n in st.notes if apart(n.session, use.session, window) <= window]
     persons = {p for n in near for p in identity_of(n.account_id, n.persons)}
@@ -163,11 +202,8 @@ def _note(st: TerminalState, use: TerminalUse) -> UseNote:
     return note
 
 
-def _forget_old(st: TerminalState, calendar: MarketCalendar, window: int) -> None:
+def _forget_old(st: TerminalState, calendar: MarketCalendar, window: int, latest: date) -> None:
     """Drop what lies more than two windows before the latest session (bounded state)."""
-    latest = st.latest
-    if latest is None:
-        return
     horizon = 2 * window
 
     def old(session: date) -> bool:

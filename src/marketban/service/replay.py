@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import IO, Any, NamedTuple
 
 import orjson
+from msgspec import Struct
 from pydantic import BaseModel
 
 from marketban.domain.engine import (
@@ -16,7 +17,7 @@ from marketban.domain.engine import (
     Source,
     rejected_output,
 )
-from marketban.domain.fastpath import DecisionRecord, json_bytes
+from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import INPUT_TOPICS
 
 
@@ -28,7 +29,7 @@ class LineInput(NamedTuple):
     payload: Payload
 
 
-def encode_output(topic: str, key: str | None, value: BaseModel | DecisionRecord) -> bytes:
+def encode_output(topic: str, key: str | None, value: BaseModel | Struct) -> bytes:
     """One output record as a replay-format JSON line (with the newline)."""
     return orjson.dumps(
         {"topic": topic, "key": key, "value": orjson.Fragment(json_bytes(value))},
