@@ -359,7 +359,7 @@ def test_metrics_count_what_both_workers_decided_without_personal_labels(cluster
         for line in text.splitlines():
             if line.startswith("marketban_decisions_total{"):
                 total += float(line.rsplit(" ", 1)[1])
-        for private in ('"A1"', '"P1"', "测试", '"O-02"', '"CSRC-1"'):
+        for private in ('"A1"', '"P1"', "测试", '"O-02"', '"CSRC-1"', "3a:80", "3A:80", "10.8.0"):
             assert private not in text
     # each decision counted by the worker that made it (a rebalance may redo a few: not fewer)
     assert total >= decided
@@ -373,6 +373,9 @@ def test_worker_logs_are_json_lines_without_person_names(cluster: Cluster) -> No
             entry = json.loads(line)
             assert {"ts", "level", "logger", "msg"} <= entry.keys()
         assert "测试" not in worker.log()
+        # R8's terminals are for analysts: no MAC or IP of the scenario's orders in any log.
+        for terminal in ("00:1B:44:11:3A:80", "00:1b:44:11:3a:80", "10.8.0.1", "10.8.0.2"):
+            assert terminal not in worker.log()
 
 
 def test_reads_of_accounts_and_violations_need_a_token_and_the_register_does_not(
