@@ -46,6 +46,8 @@ from marketban.domain.proxy import ProxyConfig, TerminalState
 log = logging.getLogger(__name__)
 
 _NEVER: Final = -1
+#: Terminal uses per record: a few hundred bytes each, well inside Kafka's 1 MB message limit.
+_USES_PER_RECORD: Final = 1000
 _BANS_RANK: Final = TOPIC_RANK["bans"]
 
 
@@ -173,6 +175,7 @@ class Task:
         self.ban_next: dict[int, int] = {}
         self._held_since: float | None = None
         self._sends: list[Send] = []
+        self._uses: dict[int, list[bytes]] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self.handled = 0
 
@@ -324,7 +327,20 @@ class Task:
         for topic, key, value in outputs:
             raw_key = key.encode() if key is not None else None
             part = partition_of(raw_key, partitions) if raw_key is not None else self.number
+            if topic == "terminal-uses":
+                # One per order: they travel as one record per terminal partition and batch.
+                self._uses.setdefault(part, []).append(json_bytes(value))
+                continue
             sends.append((names[topic], part, raw_key, json_bytes(value)))
+
+    def _flush_uses(self) -> None:
+        """The batch's terminal uses, as JSON arrays of at most ``_USES_PER_RECORD`` uses."""
+        topic = self.config.outputs["terminal-uses"]
+        for part, uses in self._uses.items():
+            for i in range(0, len(uses), _USES_PER_RECORD):
+                chunk = uses[i : i + _USES_PER_RECORD]
+                self._sends.append((topic, part, None, b"[" + b",".join(chunk) + b"]"))
+        self._uses = {}
 
     # ---- commit --------------------------------------------------------------------------------
 
@@ -332,6 +348,7 @@ class Task:
         """One transaction: the batch's outputs, its changelog writes, its input offsets."""
         producer = self.producer
         staged = self.store.stage()
+        self._flush_uses()
         sends, self._sends = self._sends, []
         offsets, self._offsets = self._offsets, {}
         try:

@@ -46,7 +46,7 @@ from marketban.domain.proxy import (
     TerminalState,
     TerminalUse,
     decode_use,
-    decode_use_bytes,
+    decode_uses_bytes,
     on_use,
     terminal_id,
 )
@@ -232,10 +232,10 @@ class Engine:
             if fast is not None and fast.account_id == key:
                 return self._decide(key, fast, payload, source, now)
         if topic == "terminal-uses" and isinstance(payload, bytes):
-            # Written by a task of ours: decoded straight into its struct.
-            use = decode_use_bytes(payload)
-            if use is not None:
-                return self._on_terminal_use(use, now)
+            # Written by a task of ours: decoded straight into structs.
+            uses = decode_uses_bytes(payload)
+            if uses is not None:
+                return [o for use in uses for o in self._on_terminal_use(use, now)]
         try:
             obj = parse_object(payload)
         except DecodeError as exc:

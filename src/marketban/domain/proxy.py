@@ -116,12 +116,18 @@ class TerminalState(Struct):
 
 
 _USE_DECODER: Final = msgspec.json.Decoder(TerminalUse)
+_USES_DECODER: Final = msgspec.json.Decoder(list[TerminalUse])
 
 
-def decode_use_bytes(payload: bytes) -> TerminalUse | None:
-    """A terminal use as a task wrote it, or None (then the generic path explains the error)."""
+def decode_uses_bytes(payload: bytes) -> list[TerminalUse] | None:
+    """The terminal uses of a record as a task wrote it, or None (the generic path explains).
+
+    A task writes the uses of one batch bound for one partition as one JSON array.
+    """
     try:
-        return _USE_DECODER.decode(payload)
+        if payload[:1] == b"[":
+            return _USES_DECODER.decode(payload)
+        return [_USE_DECODER.decode(payload)]
     except msgspec.DecodeError:
         return None
 

@@ -176,14 +176,17 @@ def audit(
             data = orjson.loads(r.value)
         except orjson.JSONDecodeError:
             data = None
-        if not isinstance(data, dict):
-            report.add(
-                "differing", f"{r.topic}[{r.partition}]", f"@{r.offset} is not a JSON object"
-            )
-            continue
-        ident = _identity(r.topic, data)
-        actual[ident].append(_content(r.topic, data))
-        where.setdefault(ident, f"{r.topic}[{r.partition}]")
+        # A task sends its batch's terminal uses for one partition as one array.
+        items = data if r.topic == "terminal-uses" and isinstance(data, list) else [data]
+        for item in items:
+            if not isinstance(item, dict):
+                report.add(
+                    "differing", f"{r.topic}[{r.partition}]", f"@{r.offset} is not a JSON object"
+                )
+                continue
+            ident = _identity(r.topic, item)
+            actual[ident].append(_content(r.topic, item))
+            where.setdefault(ident, f"{r.topic}[{r.partition}]")
     for ident in expected.keys() | actual.keys():
         _compare(report, ident, where[ident], expected.get(ident, []), actual.get(ident, []))
     return report
