@@ -332,3 +332,27 @@ def test_window_zero_pairs_only_uses_of_the_same_session() -> None:
     assert list(itertools.islice(_suspicions(same), 1)) == [
         "suspected_proxy_trading:N1:P1:2024-05-13"
     ]
+
+
+def test_a_repeated_use_leaves_the_terminal_state_unwritten() -> None:
+    class Counting(dict[str, Any]):
+        writes = 0
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            Counting.writes += 1
+            super().__setitem__(key, value)
+
+    engine = _engine()
+    engine.state.terminals = Counting()
+    feed(engine, *_market(), ("orders", order("O1", "N1", mac=MAC, ip="10.0.0.1")))
+    assert Counting.writes == 1
+    feed(
+        engine,
+        ("orders", order("O2", "N1", mac=MAC, ip="10.0.0.1", at="2024-05-13T11:00:00+08:00")),
+    )
+    assert Counting.writes == 1  # the same account, session, IP and a later order: nothing new
+    feed(
+        engine,
+        ("orders", order("O3", "N1", mac=MAC, ip="10.0.0.2", at="2024-05-13T11:05:00+08:00")),
+    )
+    assert Counting.writes == 2  # a new IP is news

@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -325,12 +326,15 @@ class Task:
     def _encode(self, outputs: list[Output]) -> None:
         names, partitions, sends = self.config.outputs, self.config.partitions, self._sends
         for topic, key, value in outputs:
-            raw_key = key.encode() if key is not None else None
-            part = partition_of(raw_key, partitions) if raw_key is not None else self.number
-            if topic == "terminal-uses":
-                # One per order: they travel as one record per terminal partition and batch.
+            if topic == "terminal-uses" and key is not None:
+                # One per order: they travel as one record per terminal partition and batch. Only
+                # marketban reads this topic, so its partitioner is ours: CRC32, a tenth of the
+                # cost of murmur2 in Python, and the same in every worker.
+                part = zlib.crc32(key.encode()) % partitions
                 self._uses.setdefault(part, []).append(json_bytes(value))
                 continue
+            raw_key = key.encode() if key is not None else None
+            part = partition_of(raw_key, partitions) if raw_key is not None else self.number
             sends.append((names[topic], part, raw_key, json_bytes(value)))
 
     def _flush_uses(self) -> None:

@@ -367,8 +367,10 @@ class Engine:
 
     def _on_terminal_use(self, use: TerminalUse, now: datetime | None) -> list[Output]:
         st = self.state.terminals.get(use.terminal) or TerminalState()
-        found = on_use(st, use, self.calendar, self.proxy.window, self.proxy.shared_limit, now)
-        self.state.terminals[use.terminal] = st
+        cfg = self.proxy
+        found, changed = on_use(st, use, self.calendar, cfg.window, cfg.shared_limit, now)
+        if changed:  # a repeated use leaves the state as it was: no write, no changelog record
+            self.state.terminals[use.terminal] = st
         return [("proxy-suspicions", v.account_id, v) for v in found]
 
     def _on_suspicion(self, violation: Violation) -> list[Output]:

@@ -147,17 +147,23 @@ def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
     window: int,
     shared_limit: int,
     now: datetime | None,
-) -> list[Violation]:
-    """Record ``use`` in its terminal's state; the suspicions it completes (R8)."""
+) -> tuple[list[Violation], bool]:
+    """Record ``use`` in its terminal's state: the suspicions it completes, whether it changed.
+
+    A repeat of a known account's use in a session changes nothing and so can complete nothing
+    new: the state need not be written again.
+    """
     if st.shared_since is not None:
-        return []
-    this = _note(st, use)
+        return [], False
+    this, changed = _note(st, use)
+    if not changed:
+        return [], False
     if st.latest is None or use.session > st.latest:
         if st.latest is not None:
             _forget_old(st, calendar, window, use.session)  # only a later session ages notes
         st.latest = use.session
     if len(st.notes) == 1 and len(identity_of(this.account_id, this.persons)) <= shared_limit:
-        return []  # one account in one session (most terminals, most of the time): no pair
+        return [], True  # one account in one session (most terminals, most of the time): no pair
     apart = calendar.sessions_apart
     near = [n for n in st.notes if apart(n.session, use.session, window) <= window]
     persons = {p for n in near for p in identity_of(n.account_id, n.persons)}
@@ -165,7 +171,7 @@ def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
         # A branch office's terminal, not one person's: from now on it proves nothing.
         st.shared_since = use.session
         st.notes, st.raised = [], {}
-        return []
+        return [], True
     found: list[Violation] = []
     for person, ids in use.banned.items():  # this order as the banned use ...
         for other in near:
@@ -175,13 +181,14 @@ def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
         for person, ids in other.banned.items():
             if person not in this.persons:
                 found += _raise(st, use, this, person, ids, other, now)
-    return found
+    return found, True
 
 
-def _note(st: TerminalState, use: TerminalUse) -> UseNote:
-    """The note of ``use``'s account and session, created or updated with ``use``."""
+def _note(st: TerminalState, use: TerminalUse) -> tuple[UseNote, bool]:
+    """The note of ``use``'s account and session, created or updated; whether it changed."""
     for note in st.notes:
         if note.account_id == use.account_id and note.session == use.session:
+            before = (note.order_id, note.persons, note.banned, len(note.ips))
             if use.entered_at < note.entered_at:
                 note.order_id, note.entered_at, note.broker = (
                     use.order_id,
@@ -189,11 +196,13 @@ def _note(st: TerminalState, use: TerminalUse) -> UseNote:
                     use.broker,
                 )
             note.persons = sorted({*note.persons, *use.persons})
-            for person, ids in use.banned.items():
-                note.banned[person] = sorted({*note.banned.get(person, []), *ids})
+            note.banned = {
+                p: sorted({*note.banned.get(p, []), *use.banned.get(p, [])})
+                for p in sorted({*note.banned, *use.banned})
+            }
             if use.ip and use.ip not in note.ips and len(note.ips) < _IPS_KEPT:
                 note.ips.append(use.ip)
-            return note
+            return note, before != (note.order_id, note.persons, note.banned, len(note.ips))
     note = UseNote(
         account_id=use.account_id,
         session=use.session,
@@ -205,7 +214,7 @@ def _note(st: TerminalState, use: TerminalUse) -> UseNote:
         ips=[use.ip] if use.ip else [],
     )
     st.notes.append(note)
-    return note
+    return note, True
 
 
 def _forget_old(st: TerminalState, calendar: MarketCalendar, window: int, latest: date) -> None:
