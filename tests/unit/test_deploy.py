@@ -163,3 +163,29 @@ def test_alerts_use_only_metrics_the_worker_exposes() -> None:
             assert metric in names, (
                 f"{rule['alert']} uses {metric}, which the worker does not expose"
             )
+
+
+def test_aiokafkas_traceback_for_a_lost_cluster_becomes_one_warning_line() -> None:
+    import logging  # noqa: PLC0415
+
+    from aiokafka.errors import KafkaConnectionError, KafkaError  # noqa: PLC0415
+
+    from marketban.adapters.logs import ClusterAwayFilter, JsonFormatter  # noqa: PLC0415
+
+    failure = KafkaError("coordinator lookup failed")
+    failure.__cause__ = KafkaConnectionError("Connection at 127.0.0.1:9092 closed")
+    exc_info = (KafkaError, failure, None)
+    record = logging.LogRecord(
+        "aiokafka.producer.sender", logging.ERROR, __file__, 1,
+        "Unexpected error in sender routine", None, exc_info,
+    )  # fmt: skip
+    assert ClusterAwayFilter().filter(record)
+    line = JsonFormatter().format(record)
+    assert '"exc"' not in line
+    assert '"level":"WARNING"' in line
+    assert "Connection at 127.0.0.1:9092 closed" in line
+    other = logging.LogRecord(
+        "marketban.decider", logging.ERROR, __file__, 1, "boom", None, exc_info
+    )
+    ClusterAwayFilter().filter(other)
+    assert '"exc"' in JsonFormatter().format(other)  # our own errors keep their traceback

@@ -468,7 +468,7 @@ async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int
 
 
 def _quiet_unretrieved_kafka_errors(loop: asyncio.AbstractEventLoop) -> None:
-    """One warning line, not a traceback, for aiokafka's own futures a failed commit leaves.
+    """One warning line, not a traceback, for aiokafka's own leftovers of a failed commit.
 
     A transaction that fails (the broker away) fails the futures aiokafka shields inside its
     producer too; nobody awaits those, and asyncio reports each as an error with a traceback.
@@ -477,8 +477,13 @@ def _quiet_unretrieved_kafka_errors(loop: asyncio.AbstractEventLoop) -> None:
     previous = loop.get_exception_handler()
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), KafkaError):
-            log.warning("%s: %r", context.get("message", "unretrieved"), context["exception"])
+        exc = context.get("exception")
+        if isinstance(exc, KafkaError):
+            log.warning("%s: %r", context.get("message", "unretrieved"), exc)
+        elif isinstance(exc, KeyError) and "MessageAccumulator" in repr(context.get("handle")):
+            # aiokafka, after its sender failed all pending batches, has each batch's own
+            # completion callback remove it once more; the batch is already failed and gone.
+            log.warning("aiokafka dropped an already failed batch twice (%r); harmless", exc)
         elif previous is not None:
             previous(loop, context)
         else:
