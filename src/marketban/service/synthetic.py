@@ -22,6 +22,7 @@ _SECURITIES = [f"6{n:05d}" for n in range(0, 2000, 7)] + [f"00{n:04d}" for n in 
 
 _NL = orjson.OPT_APPEND_NEWLINE
 _NOMINEE_EVERY = 50  # one banned person in this many trades through a nominee's account too
+_NOMINEES_AT_LEAST = 3  # and the first few, so that a small demo market has some
 _BRANCH_TERMINALS = 20
 _BRANCH_SHARE = 0.05  # orders entered on a branch office's shared terminal
 _BROKEN_EVERY = 50_000  # one malformed order line per this many orders
@@ -142,7 +143,7 @@ def generate(
                         "revoked": False,
                     },
                 )
-        if p % _NOMINEE_EVERY == 0:
+        if p % _NOMINEE_EVERY == 0 or p < _NOMINEES_AT_LEAST:
             nominee = f"SN{p:05d}"
             nominees.append(nominee)
             devices[nominee] = devices[f"SB{p:05d}0"]
