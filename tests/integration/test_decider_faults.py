@@ -91,10 +91,12 @@ def test_orders_from_librdkafkas_default_partitioner_are_rejected_and_blocked_ne
     banned = 30 * SCALE
     lines = cli(kafka_env, "synth", "--orders", "0", "--banned-persons", str(banned))
     (tmp_path / "reference.jsonl").write_bytes(lines)
+    # The banned persons' own accounts (SP…), not the nominees the market links to others.
     accounts = [
         json.loads(line)["key"]
         for line in lines.splitlines()
         if json.loads(line)["topic"] == "accounts"
+        and json.loads(line)["value"]["person_id"].startswith("SP")
     ]
     env = worker_env(kafka_env, tmp_path / "data")
     worker = start_worker(env, tmp_path / "worker.log")
