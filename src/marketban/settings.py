@@ -169,6 +169,14 @@ class Settings(BaseSettings):
         return f"{self.app_id}-proxy-suspicions"
 
     @property
+    def routed_topics(self) -> dict[str, str]:
+        """R8's internal hops (``engine.ROUTED``): the engine's name -> full topic name."""
+        return {
+            "terminal-uses": self.terminal_uses_topic,
+            "proxy-suspicions": self.proxy_suspicions_topic,
+        }
+
+    @property
     def web_url(self) -> str:
         """The URL other workers reach this worker's web server at (API routing)."""
         return f"http://{self.web_advertised_host or self.web_bind}:{self.web_port}"

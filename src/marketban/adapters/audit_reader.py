@@ -31,10 +31,7 @@ def _record(topic: str, rec: ConsumerRecord[bytes, bytes]) -> Record:
 
 
 def _full_names(settings: Settings, names: tuple[str, ...]) -> dict[str, str]:
-    internal = {
-        "terminal-uses": settings.terminal_uses_topic,
-        "proxy-suspicions": settings.proxy_suspicions_topic,
-    }
+    internal = settings.routed_topics
     return {internal.get(n) or settings.topic(n): n for n in names}
 
 

@@ -207,7 +207,7 @@ def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
     plan[settings.ticks_topic] = {"retention.ms": "60000", "segment.ms": "60000"}
     # R8's re-keying (by terminal, and back by account): read within seconds by the tasks; a
     # week covers any outage that leaves the group's committed offsets meaningful.
-    for internal in (settings.terminal_uses_topic, settings.proxy_suspicions_topic):
+    for internal in settings.routed_topics.values():
         plan[internal] = {"retention.ms": str(7 * 24 * 3600 * 1000)}
     # Analysts' dispositions are the audit trail of Art. 14 follow-up: kept, never expired.
     plan[settings.dispositions_topic] = {"retention.ms": "-1"}

@@ -62,8 +62,7 @@ class Decider:
         self.topics = {s.topic(t): t for t in ACCOUNT_TOPICS}
         self.topics[s.topic("bans")] = "bans"
         # R8's hops: partition p of each is task p's too (keyed by terminal, then by account).
-        self.topics[s.terminal_uses_topic] = "terminal-uses"
-        self.topics[s.proxy_suspicions_topic] = "proxy-suspicions"
+        self.topics.update({full: name for name, full in s.routed_topics.items()})
         self.config = TaskConfig(
             group=s.app_id,
             partitions=s.topic_partitions,
@@ -75,8 +74,7 @@ class Decider:
             outputs={
                 **{name: s.topic(name) for name in OUTPUT_TOPICS},
                 "ban-windows": s.ban_windows_topic,
-                "terminal-uses": s.terminal_uses_topic,
-                "proxy-suspicions": s.proxy_suspicions_topic,
+                **s.routed_topics,
             },
             proxy=proxy_config(s),
             metrics=metrics,
