@@ -53,7 +53,12 @@ class Settings(BaseSettings):
         description="seconds before a dead worker's tasks are given to another worker",
     )
     batch_max: int = Field(
-        500, ge=1, le=100_000, description="most input records in one task's transaction"
+        # A backlog is decided in fewer, larger transactions (each has a fixed cost of five
+        # requests and a marker per partition); at a steady rate a batch is what is ready.
+        2000,
+        ge=1,
+        le=100_000,
+        description="most input records in one task's transaction",
     )
     max_task_idle: float = Field(
         0.5,

@@ -64,6 +64,58 @@ def test_an_object_the_engine_changed_is_encoded_once_per_batch(tmp_path: Path) 
     assert b'"person_id":"P3"' in (staged[b"l:A1"] or b"")
 
 
+def _link(account: str, person: str) -> AccountLink:
+    return AccountLink(account_id=account, person_id=person, kind="cash")
+
+
+def test_a_sparse_map_answers_misses_from_its_keys_and_follows_commits_and_restores(
+    tmp_path: Path,
+) -> None:
+    store = TaskStore(tmp_path / "t")
+    links = store.mapping("l:", AccountLink, sparse=True)
+    links["A1"] = _link("A1", "P1")
+    store.stage()
+    store.discard()  # a failed transaction: A1 must not be taken as a known key
+    assert links.get("A1") is None
+    links["A1"] = _link("A1", "P1")
+    store.stage()
+    store.committed(next_offset=1)
+    assert links["A1"].person_id == "P1"  # known after the commit
+    del links["A1"]
+    store.stage()
+    store.committed(next_offset=2)
+    assert links.get("A1") is None
+    # A restore writes the store directly: the map must see what it wrote.
+    store.apply([(b"l:A2", orjson.dumps(_link("A2", "P2").model_dump(mode="json")))], 3)
+    assert links["A2"].person_id == "P2"
+    store.wipe()
+    assert links.get("A2") is None
+
+
+def test_prefetch_reads_committed_values_and_keeps_the_batchs_own_writes(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "t")
+    links = store.mapping("l:", AccountLink)
+    links["A1"] = _link("A1", "P1")
+    store.stage()
+    store.committed(next_offset=1)
+    links["A2"] = _link("A2", "P2")  # written in this batch, not committed
+    links.prefetch(["A1", "A2", "A3", "A1"])
+    assert links["A1"].person_id == "P1"
+    assert links["A2"].person_id == "P2"
+    assert links.get("A3") is None
+
+
+def test_a_reopened_store_keeps_its_bloom_filter(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "t")
+    store.mapping("l:", AccountLink)["A1"] = _link("A1", "P1")
+    store.stage()
+    store.committed(next_offset=1)
+    store.close()
+    TaskStore(tmp_path / "t").close()
+    latest = max((tmp_path / "t").glob("OPTIONS-*"), key=lambda f: int(f.name.split("-")[1]))
+    assert "filter_policy=bloomfilter" in latest.read_text()
+
+
 def _member(url: str, tasks: list[int]) -> ConsumerProtocolMemberMetadata:
     data = orjson.dumps({"url": url, "tasks": tasks})
     return ConsumerProtocolMemberMetadata(0, ["p.orders", "p.accounts", "p.bans"], data)

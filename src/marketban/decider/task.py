@@ -42,7 +42,7 @@ from marketban.domain.engine import (
 )
 from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import AccountLink
-from marketban.domain.proxy import ProxyConfig, TerminalState
+from marketban.domain.proxy import ProxyConfig, TerminalState, TerminalUse, encode_uses
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Task:
                 ),
                 links=store.mapping("l:", AccountLink),
                 accounts=store.mapping("a:", AccountState),
-                controllers=store.mapping("c:", Controllers),
+                controllers=store.mapping("c:", Controllers, sparse=True),
                 terminals=store.mapping("t:", TerminalState),
                 raised=store.mapping("r:", Raised),
             ),
@@ -176,7 +176,7 @@ class Task:
         self.ban_next: dict[int, int] = {}
         self._held_since: float | None = None
         self._sends: list[Send] = []
-        self._uses: dict[int, list[bytes]] = {}
+        self._uses: dict[int, list[TerminalUse]] = {}
         self._offsets: dict[TopicPartition, int] = {}
         self.handled = 0
 
@@ -326,12 +326,12 @@ class Task:
     def _encode(self, outputs: list[Output]) -> None:
         names, partitions, sends = self.config.outputs, self.config.partitions, self._sends
         for topic, key, value in outputs:
-            if topic == "terminal-uses" and key is not None:
+            if topic == "terminal-uses" and key is not None and isinstance(value, TerminalUse):
                 # One per order: they travel as one record per terminal partition and batch. Only
                 # marketban reads this topic, so its partitioner is ours: CRC32, a tenth of the
                 # cost of murmur2 in Python, and the same in every worker.
                 part = zlib.crc32(key.encode()) % partitions
-                self._uses.setdefault(part, []).append(json_bytes(value))
+                self._uses.setdefault(part, []).append(value)
                 continue
             raw_key = key.encode() if key is not None else None
             part = partition_of(raw_key, partitions) if raw_key is not None else self.number
@@ -343,7 +343,7 @@ class Task:
         for part, uses in self._uses.items():
             for i in range(0, len(uses), _USES_PER_RECORD):
                 chunk = uses[i : i + _USES_PER_RECORD]
-                self._sends.append((topic, part, None, b"[" + b",".join(chunk) + b"]"))
+                self._sends.append((topic, part, None, encode_uses(chunk)))
         self._uses = {}
 
     # ---- commit --------------------------------------------------------------------------------

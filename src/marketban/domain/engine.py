@@ -235,6 +235,7 @@ class Engine:
             # Written by a task of ours: decoded straight into structs.
             uses = decode_uses_bytes(payload)
             if uses is not None:
+                _prefetch(self.state.terminals, [use.terminal for use in uses])
                 return [o for use in uses for o in self._on_terminal_use(use, now)]
         try:
             obj = parse_object(payload)
@@ -808,6 +809,13 @@ class _Scratch(MutableMapping[str, AccountState]):
 
     def __len__(self) -> int:
         return len({*self._base, *self._own})
+
+
+def _prefetch(mapping: object, keys: list[str]) -> None:
+    """Let a store that reads many keys at once cheaper than one by one read ``keys`` now."""
+    prefetch = getattr(mapping, "prefetch", None)
+    if prefetch is not None:
+        prefetch(keys)
 
 
 def rejected_output(src: Source, key: str | None, payload: Payload, error: str) -> Output:

@@ -119,6 +119,14 @@ _USE_DECODER: Final = msgspec.json.Decoder(TerminalUse)
 _USES_DECODER: Final = msgspec.json.Decoder(list[TerminalUse])
 
 
+_USES_ENCODER: Final = msgspec.json.Encoder()
+
+
+def encode_uses(uses: list[TerminalUse]) -> bytes:
+    """Terminal uses as one record: a JSON array (one encoder call for the lot)."""
+    return _USES_ENCODER.encode(uses)
+
+
 def decode_uses_bytes(payload: bytes) -> list[TerminalUse] | None:
     """The terminal uses of a record as a task wrote it, or None (the generic path explains).
 
@@ -155,6 +163,17 @@ def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
     """
     if st.shared_since is not None:
         return [], False
+    if not st.notes and not st.raised:
+        # A terminal nothing is remembered of (most uses: a device seen for the first time in
+        # the window): the use is its only note, and no pair is possible.
+        this = _first_note(use)
+        st.notes.append(this)
+        if st.latest is None or use.session > st.latest:
+            st.latest = use.session
+        if len(identity_of(this.account_id, this.persons)) > shared_limit:
+            st.shared_since = use.session
+            st.notes = []
+        return [], True
     this, changed = _note(st, use)
     if not changed:
         return [], False
@@ -188,6 +207,13 @@ def _note(st: TerminalState, use: TerminalUse) -> tuple[UseNote, bool]:
     """The note of ``use``'s account and session, created or updated; whether it changed."""
     for note in st.notes:
         if note.account_id == use.account_id and note.session == use.session:
+            if (  # the usual repeat (the next order from the same device): nothing to merge
+                use.entered_at >= note.entered_at
+                and use.persons == note.persons
+                and use.banned == note.banned
+                and (not use.ip or use.ip in note.ips or len(note.ips) >= _IPS_KEPT)
+            ):
+                return note, False
             before = (note.order_id, note.persons, note.banned, len(note.ips))
             if use.entered_at < note.entered_at:
                 note.order_id, note.entered_at, note.broker = (
@@ -203,18 +229,24 @@ def _note(st: TerminalState, use: TerminalUse) -> tuple[UseNote, bool]:
             if use.ip and use.ip not in note.ips and len(note.ips) < _IPS_KEPT:
                 note.ips.append(use.ip)
             return note, before != (note.order_id, note.persons, note.banned, len(note.ips))
-    note = UseNote(
+    note = _first_note(use)
+    st.notes.append(note)
+    return note, True
+
+
+def _first_note(use: TerminalUse) -> UseNote:
+    """The note of an account's first use of a terminal in a session."""
+    banned = use.banned
+    return UseNote(
         account_id=use.account_id,
         session=use.session,
-        persons=sorted(use.persons),
-        banned={p: sorted(ids) for p, ids in use.banned.items()},
+        persons=sorted(use.persons) if use.persons else [],
+        banned={p: sorted(banned[p]) for p in sorted(banned)} if banned else {},
         order_id=use.order_id,
         entered_at=use.entered_at,
         broker=use.broker,
         ips=[use.ip] if use.ip else [],
     )
-    st.notes.append(note)
-    return note, True
 
 
 def _forget_old(st: TerminalState, calendar: MarketCalendar, window: int, latest: date) -> None:
