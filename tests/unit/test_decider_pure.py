@@ -247,3 +247,65 @@ def test_a_held_record_goes_on_after_the_idle_limit(tmp_path: Path) -> None:
     orders.add([_record("p.orders", 0, 20, orjson.dumps(order("O2")))], fetched_ms=100)
     executions.confirmed_ms = -1  # lagging and silent
     assert task.collect() == 1
+
+
+def test_a_ban_computed_by_one_task_and_taken_by_another_leaves_the_same_state_and_outputs(
+    tmp_path: Path,
+) -> None:
+    from marketban.decider.banview import PersonDecisions, StoredBanView  # noqa: PLC0415
+    from marketban.decider.handling import handle_in_task  # noqa: PLC0415
+    from marketban.domain.bans import BanRecord  # noqa: PLC0415
+    from marketban.domain.engine import Engine, Source, State  # noqa: PLC0415
+    from tests.unit.helpers import CAL, ban, link, order, verdicts  # noqa: PLC0415
+
+    def task_engine(name: str) -> tuple[TaskStore, Engine]:
+        store = TaskStore(tmp_path / name)
+        bans = store.mapping("b:", BanRecord)
+        persons = StoredBanView(bans, store.mapping("i:", PersonDecisions), CAL)
+        links = store.mapping("l:", AccountLink)
+        return store, Engine(CAL, State(bans=bans, persons=persons, links=links))
+
+    events = [
+        ban("D1", "P1", version=2, action="amend", measures=[{"kind": "trading", "years": 3}]),
+        ban("D1", "P1"),  # the issue after its held amend
+        ban("D2", "P2", measures=[{"kind": "trading", "years": 9}]),  # invalid: > 5 years
+        ban("D1", "P1"),  # a stale repeat
+        ban("D3", "P1", version=1, action="revoke"),  # no effective_on: rejected
+    ]
+    computing, taking = task_engine("a"), task_engine("b")
+    outcomes: dict[tuple[int, int], Any] = {}
+    results = []
+    for store, engine in (computing, taking):
+        out = []
+        for offset, event in enumerate(events):
+            source = Source("p.bans", 0, offset)
+            key = str(event["decision_id"])
+            raw = orjson.dumps(event)
+            args = ("bans", key, key.encode(), raw, source, None, outcomes)
+            out += handle_in_task(engine, 0, 1, *args)
+        store.stage()
+        results.append((out, dict(store.staged)))
+        store.committed(next_offset=len(events))
+    (computed, computed_state), (taken, taken_state) = results
+    assert len(outcomes) == len(events)
+    assert [(t, k) for t, k, _ in taken] == [(t, k) for t, k, _ in computed]
+    assert any(t == "rejected" for t, _, _ in computed)
+    assert taken_state == computed_state  # the same bytes for the changelog and the store
+    for store, engine in (computing, taking):
+        engine.state.links["A1"] = AccountLink.model_validate(link())
+        decided = engine.run("orders", "A1", order("O1"), Source("orders"))
+        assert verdicts(decided) == {"O1": "block"}
+        store.discard()
+
+
+def test_ban_outcomes_are_dropped_once_every_task_is_past_them() -> None:
+    from marketban.decider.task import BanLog  # noqa: PLC0415
+
+    log = BanLog()
+    log.outcomes = dict.fromkeys([(0, 5), (1, 3), (0, 6)])  # type: ignore[arg-type]
+    log.forget_outcomes([{0: 6, 1: 3}, {0: 9, 1: 9}])
+    assert list(log.outcomes) == [(1, 3), (0, 6)]  # (0, 5) is behind both, (1, 3) not
+    log.forget_outcomes([{0: 9, 1: 9}, {}])  # a task that has not read its positions yet
+    assert list(log.outcomes) == [(1, 3), (0, 6)]
+    log.forget_outcomes([{0: 9, 1: 9}])
+    assert log.outcomes == {}

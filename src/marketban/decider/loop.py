@@ -253,6 +253,7 @@ class Decider:
                 if task.collect():
                     await task.commit()
                     self._maybe_resume(task)
+                    self.bans.forget_outcomes([t.ban_next for t in self.tasks.values()])
                     continue
                 if task.idle_wait() is not None:
                     self._tick()

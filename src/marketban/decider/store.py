@@ -197,6 +197,8 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         )
         self._objects: dict[str, M | None] = {}
         self._dirty: set[str] = set()
+        #: Values written as bytes in this batch (``put_encoded``), decoded only if read.
+        self._raw: dict[str, bytes] = {}
 
     def get(self, key: str, default: Any = None) -> Any:  # noqa: ANN401 - Mapping's signature
         """The value (decoded at most once per batch), or ``default``."""
@@ -205,7 +207,7 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         except KeyError:
             if self._sparse and key not in self._committed_keys():
                 return default
-            raw = self._store.get(self._prefix + key.encode())
+            raw = self._raw.get(key) or self._store.get(self._prefix + key.encode())
             value = None if raw is None else self._decode(raw)
             self._objects[key] = value
         return default if value is None else value
@@ -236,6 +238,12 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         self._objects[key] = None
         self._dirty.add(key)
 
+    def put_encoded(self, key: str, raw: bytes) -> None:
+        """Write a value already encoded (by another task's engine): kept as bytes."""
+        self._objects.pop(key, None)
+        self._dirty.discard(key)
+        self._raw[key] = raw
+
     def __iter__(self) -> Iterator[str]:
         cut = len(self._prefix)
         return (k[cut:].decode() for k, _ in self._store.scan(self._prefix))
@@ -245,6 +253,11 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
 
     def encode_into(self, staged: dict[bytes, bytes | None]) -> None:
         """Add the encoded bytes of every key written in this batch."""
+        for key, raw in self._raw.items():
+            staged[self._prefix + key.encode()] = raw
+            if self._sparse:
+                self._written[key] = True
+        self._raw.clear()
         for key in self._dirty:
             value = self._objects[key]
             staged[self._prefix + key.encode()] = None if value is None else json_bytes(value)
@@ -256,6 +269,7 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         """Forget the batch's decoded objects."""
         self._objects.clear()
         self._dirty.clear()
+        self._raw.clear()
         self._written.clear()
 
     def took_batch(self) -> None:

@@ -33,6 +33,7 @@ from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import (
     ROUTED,
     AccountState,
+    BanOutcome,
     Controllers,
     Engine,
     Output,
@@ -100,6 +101,8 @@ class BanLog:
         self.records: dict[int, list[tuple[ConsumerRecord[bytes, bytes], int]]] = {}
         self.start: dict[int, int] = {}  # offset of each partition's first kept record
         self.confirmed_ms: dict[int, int] = {}
+        #: What each record did, computed by the first task to take it (handle_in_task).
+        self.outcomes: dict[tuple[int, int], BanOutcome] = {}
 
     def add(self, partition: int, records: list[ConsumerRecord[bytes, bytes]], at: int) -> None:
         """Keep freshly read records of one partition."""
@@ -107,6 +110,15 @@ class BanLog:
         if not kept and records:
             self.start[partition] = records[0].offset
         kept.extend((r, at) for r in records)
+
+    def forget_outcomes(self, tasks: list[dict[int, int]]) -> None:
+        """Drop the outcomes every one of ``tasks`` (their next ``bans`` offsets) is past."""
+        outcomes = self.outcomes
+        while outcomes:
+            partition, offset = at = next(iter(outcomes))
+            if any(offset >= nxt.get(partition, 0) for nxt in tasks):
+                return
+            del outcomes[at]
 
 
 @dataclass
@@ -309,7 +321,16 @@ class Task:
         payload = rec.value if rec.value is not None else b""
         try:
             outputs = handle_in_task(
-                self.engine, self.number, cfg.partitions, topic, key, rec.key, payload, source, now
+                self.engine,
+                self.number,
+                cfg.partitions,
+                topic,
+                key,
+                rec.key,
+                payload,
+                source,
+                now,
+                self.bans.outcomes,
             )
         except Exception as exc:  # a bug must not stop enforcement: fail closed, keep going
             log.exception("internal error on %s[%d]@%d", rec.topic, rec.partition, rec.offset)

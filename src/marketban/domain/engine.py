@@ -168,6 +168,52 @@ class State:
 
 
 @dataclass(frozen=True, slots=True)
+class BanOutcome:
+    """What one ``bans`` record did, in a form another engine over the same bans can take.
+
+    A ban's effect depends only on the ``bans`` history before it, which every task of a worker
+    applies in the same order: one task computes it (``Engine.handle_ban``), the others take it
+    (``Engine.take_ban``) instead of validating and transitioning the decision again. Absolute,
+    not a difference: the decision records as written (encoded) and what they mean.
+    """
+
+    written: tuple[tuple[str, bytes], ...]
+    windows: tuple[BanWindows, ...]
+    outputs: tuple[Output, ...]
+
+
+class _Recording(MutableMapping[str, BanRecord]):
+    """The engine's ``bans`` mapping, noting the keys written (what ``BanOutcome`` carries)."""
+
+    __slots__ = ("_inner", "written")
+
+    def __init__(self, inner: MutableMapping[str, BanRecord]) -> None:
+        self._inner = inner
+        self.written: list[str] = []
+
+    def __getitem__(self, key: str) -> BanRecord:
+        return self._inner[key]
+
+    def get(self, key: str, default: Any = None) -> Any:  # noqa: ANN401 - Mapping's signature
+        """The record, or ``default``."""
+        return self._inner.get(key, default)
+
+    def __setitem__(self, key: str, value: BanRecord) -> None:
+        self._inner[key] = value
+        self.written.append(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self._inner[key]
+        self.written.append(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._inner)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+
+@dataclass(frozen=True, slots=True)
 class _Measures:
     """Who an order of an account is decided for, and the trading windows that apply."""
 
@@ -210,7 +256,8 @@ class Engine:
         self.state = state or State()
         self.proxy = proxy or ProxyConfig()
         self._changed: list[BanWindows] = []
-        self.book = BanBook(calendar, self.state.bans, self._changed.append)
+        self._bans_written = _Recording(self.state.bans)
+        self.book = BanBook(calendar, self._bans_written, self._changed.append)
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -324,9 +371,37 @@ class Engine:
 
     # ---- reference data ------------------------------------------------------------------------
 
+    def handle_ban(
+        self, key: str | None, payload: Payload, source: Source
+    ) -> tuple[list[Output], BanOutcome]:
+        """``handle`` of a ``bans`` record, and what it did for other engines to take."""
+        outputs = self.handle("bans", key, payload, source)
+        bans = self.state.bans
+        written = []
+        for decision_id in dict.fromkeys(self._bans_written.written):
+            record = bans.get(decision_id)
+            if record is not None:
+                written.append((decision_id, json_bytes(record)))
+        windows = tuple(o[2] for o in outputs if isinstance(o[2], BanWindows))
+        return outputs, BanOutcome(tuple(written), windows, tuple(outputs))
+
+    def take_ban(self, outcome: BanOutcome) -> list[Output]:
+        """Apply a ``bans`` record's outcome computed by another engine (``handle_ban``)."""
+        bans = self.state.bans
+        put = getattr(bans, "put_encoded", None)
+        for decision_id, raw in outcome.written:
+            if put is not None:
+                put(decision_id, raw)  # a store keeps the bytes; most are never read again
+            else:
+                bans[decision_id] = BanRecord.model_validate_json(raw)
+        for record in outcome.windows:
+            self.state.persons.apply(record)
+        return list(outcome.outputs)
+
     def _on_ban(
         self, key: str | None, obj: dict[str, Any], payload: Payload, src: Source
     ) -> list[Output]:
+        self._bans_written.written.clear()
         event = validate(BanEvent, obj)
         _require_key(key, event.decision_id, "decision_id")
         out: list[Output] = []
