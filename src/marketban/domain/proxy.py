@@ -72,39 +72,40 @@ def identity_of(account_id: str, persons: list[str]) -> list[str]:
 
 
 # msgspec structs, not pydantic models: one of each is built, written and read per order
-# (about 1 us each where a pydantic model cost 5-10).
+# (about 1 us each where a pydantic model cost 5-10). Empty fields are left out of their JSON
+# (most accounts are linked to nobody): a fifth fewer bytes to write, send and read.
 
 
-class TerminalUse(Struct, frozen=True):
+class TerminalUse(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One order's use of a terminal, as its account's task saw it (key: the terminal)."""
 
     terminal: str
-    ip: str | None
+    ip: str | None = None
     account_id: str
     #: The account's owner and controllers when the order was decided; empty when unlinked.
-    persons: list[str]
+    persons: list[str] = field(default_factory=list)
     #: Those of them under a trading measure on ``session``, with the decisions that apply.
-    banned: dict[str, list[str]]
+    banned: dict[str, list[str]] = field(default_factory=dict)
     session: date
     order_id: str
     entered_at: datetime
     broker: str
 
 
-class UseNote(Struct):
+class UseNote(Struct, kw_only=True, omit_defaults=True):
     """What a terminal keeps of one account's uses in one session: its earliest order, IPs."""
 
     account_id: str
     session: date
-    persons: list[str]
-    banned: dict[str, list[str]]
+    persons: list[str] = field(default_factory=list)
+    banned: dict[str, list[str]] = field(default_factory=dict)
     order_id: str
     entered_at: datetime
     broker: str
     ips: list[str] = field(default_factory=list)
 
 
-class TerminalState(Struct):
+class TerminalState(Struct, omit_defaults=True):
     """Everything R8 remembers of one terminal."""
 
     notes: list[UseNote] = field(default_factory=list)
