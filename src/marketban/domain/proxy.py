@@ -164,17 +164,6 @@ def on_use(  # noqa: PLR0917 - the rule's parameters, each named in R8
     """
     if st.shared_since is not None:
         return [], False
-    if not st.notes and not st.raised:
-        # A terminal nothing is remembered of (most uses: a device seen for the first time in
-        # the window): the use is its only note, and no pair is possible.
-        this = _first_note(use)
-        st.notes.append(this)
-        if st.latest is None or use.session > st.latest:
-            st.latest = use.session
-        if len(identity_of(this.account_id, this.persons)) > shared_limit:
-            st.shared_since = use.session
-            st.notes = []
-        return [], True
     this, changed = _note(st, use)
     if not changed:
         return [], False
