@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 import msgspec
 from msgspec import Struct
@@ -96,9 +96,10 @@ class TaskStore:
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
         """``get`` of each of ``keys``: one RocksDB multi-get (a third cheaper per key)."""
-        # rocksdict's stub takes list[str | int | ...], not list[bytes] (list is invariant).
-        wanted: list[Any] = list(keys)
-        values: list[bytes | None] = list(self._db.get(wanted) or [])
+        # rocksdict's stub takes list[str | int | ...], not list[bytes] (list is invariant), and
+        # returns Any | None; for a list of keys it returns a list, None where a key is missing.
+        found = self._db.get(cast("list[Any]", keys))
+        values = cast("list[bytes | None]", found)
         staged = self.staged
         if staged:
             values = [staged.get(k, v) for k, v in zip(keys, values, strict=True)]

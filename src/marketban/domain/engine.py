@@ -177,7 +177,7 @@ class BanOutcome:
     not a difference: the decision records as written (encoded) and what they mean.
     """
 
-    written: tuple[tuple[str, bytes], ...]
+    written: tuple[tuple[str, bytes | None], ...]  # None: the record was deleted
     windows: tuple[BanWindows, ...]
     outputs: tuple[Output, ...]
 
@@ -377,11 +377,10 @@ class Engine:
         """``handle`` of a ``bans`` record, and what it did for other engines to take."""
         outputs = self.handle("bans", key, payload, source)
         bans = self.state.bans
-        written = []
+        written: list[tuple[str, bytes | None]] = []
         for decision_id in dict.fromkeys(self._bans_written.written):
             record = bans.get(decision_id)
-            if record is not None:
-                written.append((decision_id, json_bytes(record)))
+            written.append((decision_id, None if record is None else json_bytes(record)))
         windows = tuple(o[2] for o in outputs if isinstance(o[2], BanWindows))
         return outputs, BanOutcome(tuple(written), windows, tuple(outputs))
 
@@ -390,7 +389,9 @@ class Engine:
         bans = self.state.bans
         put = getattr(bans, "put_encoded", None)
         for decision_id, raw in outcome.written:
-            if put is not None:
+            if raw is None:
+                bans.pop(decision_id, None)
+            elif put is not None:
                 put(decision_id, raw)  # a store keeps the bytes; most are never read again
             else:
                 bans[decision_id] = BanRecord.model_validate_json(raw)
