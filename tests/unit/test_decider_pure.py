@@ -194,10 +194,10 @@ def _task(tmp_path: Path, idle_s: float = 60.0) -> Any:
         group="g", partitions=1, changelog="p.c", batch_max=100,
         max_idle_s=idle_s, calendar=CAL, topics=names,
         outputs={"decisions": "p.decisions", "violations": "p.violations",
-                 "rejected": "p.rejected", "ban-windows": "p.bw"},
+                 "rejected": "p.rejected", "ban-windows": "p.bw", "terminal-uses": "p.tu"},
     )  # fmt: skip
     lanes = [Lane(TopicPartition(t, 0), names[t]) for t in ("p.orders", "p.executions")]
-    return Task(0, config, TaskStore(tmp_path / "t"), None, lanes, BanLog())  # type: ignore[arg-type]
+    return Task(0, config, TaskStore(tmp_path / "t"), (), lanes, BanLog())
 
 
 def _record(topic: str, offset: int, ts: int, value: bytes) -> Any:
@@ -309,3 +309,66 @@ def test_ban_outcomes_are_dropped_once_every_task_is_past_them() -> None:
     assert list(log.outcomes) == [(1, 3), (0, 6)]
     log.forget_outcomes([{0: 9, 1: 9}])
     assert log.outcomes == {}
+
+
+class _Producer:
+    """Records the transactions it is given; fails its commit when told to."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]], *, fail: bool = False) -> None:
+        self.name, self.log, self.fail = name, log, fail
+
+    async def begin_transaction(self) -> None:
+        assert not any(n == "open" for n, _ in self.log[-1:]), "two transactions open at once"
+        self.log.append(("open", self.name))
+
+    def create_batch(self) -> Any:
+        return SimpleNamespace(append=lambda **_: object())
+
+    async def send_batch(self, _batch: Any, _topic: str, partition: int) -> Any:
+        import asyncio  # noqa: PLC0415
+
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(SimpleNamespace(offset=partition))
+        return fut
+
+    async def send_offsets_to_transaction(self, _offsets: Any, _group: str) -> None:
+        pass
+
+    async def commit_transaction(self) -> None:
+        if self.fail:
+            raise RuntimeError("the cluster went away")
+        self.log.append(("commit", self.name))
+
+
+async def test_a_tasks_transactions_take_turns_on_its_producers_one_open_at_a_time(
+    tmp_path: Path,
+) -> None:
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    log: list[tuple[str, str]] = []
+    task = _task(tmp_path)
+    task.producers = (_Producer("a", log), _Producer("b", log))
+    for i in range(3):
+        task.lanes[0].add([_record("p.orders", i, 10 + i, orjson.dumps(order(f"O{i}")))], 100)
+        task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
+        assert task.collect() == 1
+        await task.commit()
+    assert log == [("open", "a"), ("commit", "a"), ("open", "b"), ("commit", "b"),
+                   ("open", "a"), ("commit", "a")]  # fmt: skip
+
+
+async def test_a_failed_commit_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    import pytest  # noqa: PLC0415
+
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    task = _task(tmp_path)
+    task.producers = (_Producer("a", [], fail=True), _Producer("b", []))
+    task.lanes[0].add([_record("p.orders", 0, 10, orjson.dumps(order("O0")))], 100)
+    task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
+    before = task.store.changelog_offset
+    assert task.collect() == 1
+    with pytest.raises(RuntimeError):
+        await task.commit()
+    assert task.store.staged == {}
+    assert task.store.changelog_offset == before

@@ -31,7 +31,12 @@ from marketban.decider.partitioning import ACCOUNT_TOPICS
 from marketban.decider.restore import restore
 from marketban.decider.store import TaskStore
 from marketban.decider.task import BanLog, FencedError, Lane, Task, TaskConfig
-from marketban.decider.transactions import RETRY_BACKOFF_MS, tune_transaction_retries
+from marketban.decider.transactions import (
+    PRODUCERS_PER_TASK,
+    RETRY_BACKOFF_MS,
+    task_transactional_id,
+    tune_transaction_retries,
+)
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine
 from marketban.domain.models import OUTPUT_TOPICS
@@ -288,7 +293,7 @@ class Decider:
             del self.tasks[task.number]
         if task.opened:
             task.opened = False
-            await _close_producer(task.producer)
+            await _close_producers(task.producers)
             task.store.close()
 
     def _tick(self) -> None:
@@ -336,14 +341,17 @@ class Decider:
         s = self.settings
         tps = [TopicPartition(t, number) for t, name in self.topics.items() if name != "bans"]
         lanes = [Lane(tp, self.topics[tp.topic]) for tp in tps]
-        producer = AIOKafkaProducer(
-            **s.kafka(),
-            transactional_id=f"{s.app_id}-task-{number}",
-            # Back-to-back transactions: see marketban.decider.transactions.
-            retry_backoff_ms=RETRY_BACKOFF_MS,
-            linger_ms=1,
-            max_batch_size=1024 * 1024,
-            request_timeout_ms=30_000,
+        producers = tuple(
+            AIOKafkaProducer(
+                **s.kafka(),
+                transactional_id=task_transactional_id(s.app_id, number, turn),
+                # Back-to-back transactions: see marketban.decider.transactions.
+                retry_backoff_ms=RETRY_BACKOFF_MS,
+                linger_ms=1,
+                max_batch_size=1024 * 1024,
+                request_timeout_ms=30_000,
+            )
+            for turn in range(PRODUCERS_PER_TASK)
         )
         generation = self._generation
 
@@ -355,12 +363,12 @@ class Decider:
         store: TaskStore | None = None
         task: Task | None = None
         try:
-            # Starting the producer initialises its transactional id: a zombie holding this
-            # task is fenced and its open transaction ended before the offsets are read.
-            await producer.start()
+            # Starting a producer initialises its transactional id: a zombie holding this task
+            # is fenced and its open transaction ended, on both ids, before the offsets are read.
+            await asyncio.gather(*(producer.start() for producer in producers))
             current()
             store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
-            task = Task(number, self.config, store, producer, lanes, self.bans)
+            task = Task(number, self.config, store, producers, lanes, self.bans)
             self.tasks[number] = task  # the fetch loop queues its records from now on
             for lane in lanes:
                 committed = await consumer.committed(lane.tp)
@@ -376,7 +384,7 @@ class Decider:
         except BaseException as exc:
             if task is not None and self.tasks.get(number) is task:
                 del self.tasks[number]
-            await _close_producer(producer)
+            await _close_producers(producers)
             if store is not None:
                 store.close()
             if isinstance(exc, _SupersededError):
@@ -407,7 +415,7 @@ class Decider:
         for task in tasks.values():
             if task.opened:  # one still opening closes itself (it sees the new generation)
                 task.opened = False
-                await _close_producer(task.producer)
+                await _close_producers(task.producers)
                 task.store.close()
         self._paused.clear()
 
@@ -499,3 +507,7 @@ async def _send_tick(producer: AIOKafkaProducer, topic: str) -> None:
 async def _close_producer(producer: AIOKafkaProducer) -> None:
     with contextlib.suppress(Exception):
         await producer.stop()
+
+
+async def _close_producers(producers: tuple[AIOKafkaProducer, ...]) -> None:
+    await asyncio.gather(*(_close_producer(p) for p in producers))

@@ -2,8 +2,9 @@
 
 A task owns partition ``p`` of every account-keyed input, reads every partition of ``bans``
 (they are few), keeps its state in its own store and commits, per batch, in one transaction of
-its own producer: the batch's outputs, its changelog writes and its input offsets. The store
-takes the batch only after that commit (``marketban.decider.store``).
+its own: the batch's outputs, its changelog writes and its input offsets. The store takes the
+batch only after that commit (``marketban.decider.store``). A task's transactions alternate
+between its two producers (``marketban.decider.transactions.PRODUCERS_PER_TASK``).
 """
 
 from __future__ import annotations
@@ -150,14 +151,15 @@ class Task:
         number: int,
         config: TaskConfig,
         store: TaskStore,
-        producer: AIOKafkaProducer,
+        producers: tuple[AIOKafkaProducer, ...],
         lanes: list[Lane],
         bans: BanLog,
     ) -> None:
         self.number = number
         self.config = config
         self.store = store
-        self.producer = producer
+        self.producers = producers
+        self._turn = 0  # the producer of the next transaction
         # R8's hops touch state of their own (terminals; suspicions raised), nothing the merged
         # records read or write: they are taken in offset order, outside the merge, unheld.
         self.lanes = [lane for lane in lanes if lane.topic not in ROUTED]
@@ -371,7 +373,7 @@ class Task:
 
     async def commit(self) -> None:
         """One transaction: the batch's outputs, its changelog writes, its input offsets."""
-        producer = self.producer
+        producer = self.producers[self._turn]
         staged = self.store.stage()
         self._flush_uses()
         sends, self._sends = self._sends, []
@@ -392,6 +394,10 @@ class Task:
                     f"its uncommitted batch ({len(sends)} outputs) is dropped"
                 ) from exc
             raise
+        # The next batch's transaction goes on the other producer: this one's is decided, but the
+        # coordinator is still writing its markers, and this producer's next AddPartitionsToTxn
+        # would only be answered CONCURRENT_TRANSACTIONS until it has.
+        self._turn = (self._turn + 1) % len(self.producers)
         next_offset = self.store.changelog_offset
         for fut, count in futures:
             meta = fut.result()

@@ -1,4 +1,4 @@
-"""How long a producer waits to retry when the broker is still finishing its last transaction.
+"""A task's transactional producers, and how long one waits while its last transaction finishes.
 
 A transaction begun right after the previous commit is answered CONCURRENT_TRANSACTIONS until the
 coordinator has written the previous one's markers (KAFKA-5477), which takes a few milliseconds.
@@ -25,3 +25,19 @@ CONCURRENT_TRANSACTIONS_BACKOFF_MS: Final = 2
 def tune_transaction_retries() -> None:
     """Retry a CONCURRENT_TRANSACTIONS answer after a couple of milliseconds instead of 20."""
     aiokafka.producer.sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_MS / 1000
+
+
+#: Transactional producers per task, taking turns: one transaction each, never two open at once.
+#: A producer's commit returns once the coordinator has decided it, before it has written the
+#: markers into every partition the transaction touched; until it has, that producer's next
+#: transaction is refused with CONCURRENT_TRANSACTIONS (measured inside a loaded worker: 30 ms
+#: from the batch's last send to its offsets in the transaction, most of a task's cycle). The
+#: other producer's next transaction may begin at once: the outcome of the first is already
+#: final, so the order of the batches and their offsets is kept (the group coordinator orders
+#: offset commits of different producers by their position in its log).
+PRODUCERS_PER_TASK: Final = 2
+
+
+def task_transactional_id(app_id: str, task: int, turn: int) -> str:
+    """The transactional id of task ``task``'s producer number ``turn``: stable across restarts."""
+    return f"{app_id}-task-{task}" if turn == 0 else f"{app_id}-task-{task}-{chr(ord('a') + turn)}"
