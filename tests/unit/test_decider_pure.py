@@ -315,10 +315,11 @@ class _Producer:
     """Records the transactions it is given; fails its commit when told to."""
 
     def __init__(self, name: str, log: list[tuple[str, str]], *, fail: bool = False) -> None:
-        self.name, self.log, self.fail = name, log, fail
+        self.name, self.log, self.fail, self.open = name, log, fail, False
 
     async def begin_transaction(self) -> None:
-        assert not any(n == "open" for n, _ in self.log[-1:]), "two transactions open at once"
+        assert not self.open, "a producer's second transaction before its first ended"
+        self.open = True
         self.log.append(("open", self.name))
 
     def create_batch(self) -> Any:
@@ -332,15 +333,16 @@ class _Producer:
         return fut
 
     async def send_offsets_to_transaction(self, _offsets: Any, _group: str) -> None:
-        pass
+        self.log.append(("offsets", self.name))
 
     async def commit_transaction(self) -> None:
         if self.fail:
             raise RuntimeError("the cluster went away")
+        self.open = False
         self.log.append(("commit", self.name))
 
 
-async def test_a_tasks_transactions_take_turns_on_its_producers_one_open_at_a_time(
+async def test_a_tasks_transactions_take_turns_on_its_producers(
     tmp_path: Path,
 ) -> None:
     from tests.unit.helpers import order  # noqa: PLC0415
@@ -353,8 +355,10 @@ async def test_a_tasks_transactions_take_turns_on_its_producers_one_open_at_a_ti
         task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
         assert task.collect() == 1
         await task.commit()
-    assert log == [("open", "a"), ("commit", "a"), ("open", "b"), ("commit", "b"),
-                   ("open", "a"), ("commit", "a")]  # fmt: skip
+    assert [e for e in log if e[0] != "offsets"] == [
+        ("open", "a"), ("commit", "a"), ("open", "b"), ("commit", "b"),
+        ("open", "a"), ("commit", "a"),
+    ]  # fmt: skip
 
 
 async def test_a_failed_commit_leaves_the_store_as_it_was(tmp_path: Path) -> None:
@@ -364,11 +368,89 @@ async def test_a_failed_commit_leaves_the_store_as_it_was(tmp_path: Path) -> Non
 
     task = _task(tmp_path)
     task.producers = (_Producer("a", [], fail=True), _Producer("b", []))
+    task.engine.state.links["A9"] = _link("A9", "P9")  # a state write in the failing batch
     task.lanes[0].add([_record("p.orders", 0, 10, orjson.dumps(order("O0")))], 100)
     task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
-    before = task.store.changelog_offset
     assert task.collect() == 1
     with pytest.raises(RuntimeError):
         await task.commit()
-    assert task.store.staged == {}
-    assert task.store.changelog_offset == before
+    task.store.close()
+    reopened = TaskStore(tmp_path / "t")  # what the task reopens from
+    assert reopened.changelog_offset == 0
+    assert list(reopened.scan(b"")) == []
+
+
+def test_a_batch_staged_before_the_last_one_committed_reads_it_and_commits_after_it(
+    tmp_path: Path,
+) -> None:
+    store = TaskStore(tmp_path / "t")
+    links = store.mapping("l:", AccountLink, sparse=True)
+    links["A1"] = _link("A1", "P1")
+    store.stage()  # batch 1: its transaction is committing
+    assert links["A1"].person_id == "P1"  # batch 2 reads batch 1's write (a sparse map too)
+    links["A2"] = _link("A2", links["A1"].person_id)
+    del links["A1"]
+    store.stage()  # batch 2
+    store.committed(next_offset=1)  # batch 1's transaction committed: only batch 1 is taken
+    first = TaskStore(tmp_path / "t2")
+    first.apply(list(store.scan(b"l:")), 0)
+    assert [k for k, _ in first.scan(b"l:")] == [b"l:A1"]
+    assert links.get("A1") is None  # batch 2's delete still shows over the committed state
+    store.committed(next_offset=2)
+    assert [k for k, _ in store.scan(b"l:")] == [b"l:A2"]
+    assert links.get("A1") is None
+    assert links["A2"].person_id == "P1"
+
+
+async def _two_batches_in_flight(task: Any, first_producer: _Producer) -> Any:
+    """Two one-order batches sealed and started, the second after the first (``first_producer``)."""
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    task.producers = (first_producer, _Producer("b", first_producer.log))
+    batches = []
+    for i in range(2):
+        task.lanes[0].add([_record("p.orders", i, 10 + i, orjson.dumps(order(f"O{i}")))], 100)
+        task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
+        assert task.collect() == 1
+        batches.append(task.seal())
+    return task.start(batches[1], task.start(batches[0], None))
+
+
+async def test_a_batch_commits_only_after_the_one_before_it_has(tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    log: list[tuple[str, str]] = []
+    release = asyncio.Event()
+
+    class _Slow(_Producer):
+        async def commit_transaction(self) -> None:
+            await release.wait()
+            await super().commit_transaction()
+
+    second = await _two_batches_in_flight(_task(tmp_path), _Slow("a", log))
+    await asyncio.sleep(0.05)
+    assert ("commit", "b") not in log  # sent and waiting: the batch before it has not committed
+    release.set()
+    await second
+    assert [e for e in log if e[0] == "commit"] == [("commit", "a"), ("commit", "b")]
+
+
+async def test_a_batchs_offsets_go_to_the_group_only_after_the_batch_before_it_sent_its_own(
+    tmp_path: Path,
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    log: list[tuple[str, str]] = []
+    release = asyncio.Event()
+
+    class _SlowOffsets(_Producer):
+        async def send_offsets_to_transaction(self, offsets: Any, group: str) -> None:
+            await release.wait()
+            await super().send_offsets_to_transaction(offsets, group)
+
+    second = await _two_batches_in_flight(_task(tmp_path), _SlowOffsets("a", log))
+    await asyncio.sleep(0.05)
+    assert ("offsets", "b") not in log  # the group would keep whichever is later in its log
+    release.set()
+    await second
+    assert [e for e in log if e[0] == "offsets"] == [("offsets", "a"), ("offsets", "b")]

@@ -250,20 +250,45 @@ class Decider:
     # ---- tasks ---------------------------------------------------------------------------------
 
     async def _run(self, task: Task) -> None:
-        """The task's loop: ready records in order, decided, committed; until stopped."""
+        """The task's loop: ready records in order, decided, committed; until stopped.
+
+        Under a backlog (a full batch) the next batch is handled while the one before it commits
+        (two at most in flight): its transaction is sent meanwhile and commits once that one has.
+        """
+        committing: asyncio.Task[None] | None = None
         try:
             while not task.stopping:
                 task.wake.clear()
+                if committing is not None and committing.done():
+                    committing.result()  # a failed commit ends the loop: see below
+                    committing = None
+                    self._committed(task)
                 await self._confirm(task)
-                if task.collect():
-                    await task.commit()
-                    self._maybe_resume(task)
-                    self.bans.forget_outcomes([t.ban_next for t in self.tasks.values()])
+                handled = task.collect()
+                if handled:
+                    txn = task.start(task.seal(), committing)
+                    if committing is not None:
+                        # At most two in flight (and the next batch's producer must be free).
+                        await asyncio.wait({committing})
+                        committing.result()
+                        self._committed(task)
+                    committing = txn
+                    if handled < self.config.batch_max:
+                        # No backlog: the records that arrive meanwhile wait for this commit and
+                        # go in one batch after it. Overlapping them costs every transaction
+                        # more than it saves (measured: p50 65-82 ms serial, 117 overlapped).
+                        await asyncio.wait({txn})
+                        txn.result()
+                        committing = None
+                        self._committed(task)
                     continue
                 if task.idle_wait() is not None:
                     self._tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(task.wake.wait(), task.idle_wait())
+            if committing is not None:
+                await committing
+                self._committed(task)
         except FencedError as exc:
             # A zombie: the task is another worker's now. It closes here; the next assignment
             # (which the group is already preparing) decides where it opens again.
@@ -272,6 +297,7 @@ class Decider:
             self._runs.pop(task.number, None)
             await self._discard(task)
         except asyncio.CancelledError:
+            await task.abandon()
             raise
         except KafkaError as exc:
             # The cluster went away mid-batch (the broker restarting): nothing was taken into
@@ -287,10 +313,16 @@ class Decider:
             self._runs.pop(task.number, None)
             asyncio.get_running_loop().call_soon(self._schedule_reopen, task.number, task)
 
+    def _committed(self, task: Task) -> None:
+        """After a batch's commit: resume its partitions, drop ban outcomes all tasks are past."""
+        self._maybe_resume(task)
+        self.bans.forget_outcomes([t.ban_next for t in self.tasks.values()])
+
     async def _discard(self, task: Task) -> None:
         """Close a task that no longer runs, unless the assignment has already replaced it."""
         if self.tasks.get(task.number) is task:
             del self.tasks[task.number]
+        await task.abandon()
         if task.opened:
             task.opened = False
             await _close_producers(task.producers)

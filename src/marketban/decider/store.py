@@ -1,11 +1,13 @@
-"""A task's state: a RocksDB store that holds only committed state, and the batch on top of it.
+"""A task's state: a RocksDB store that holds only committed state, and the batches on top of it.
 
 The engine reads and writes plain mappings (``StoreMap``). Within a batch, values are decoded
-once and kept as objects; at the end of the batch only the keys written are encoded, and those
-bytes go to the task's changelog partition inside the batch's transaction. RocksDB is written
-only after that transaction commits, in one write batch that also records the changelog offset
-it now holds: the store is never ahead of the committed changelog, and a restart restores only
-the changelog records after that offset (``marketban.decider.restore``).
+once and kept as objects; at the end of the batch only the keys written are encoded (``stage``),
+and those bytes go to the task's changelog partition inside the batch's transaction. A staged
+batch stays a layer on top of RocksDB, read by the batches after it, until its transaction has
+committed (the next batch is handled while it commits); RocksDB is then written in one write
+batch that also records the changelog offset it now holds (``committed``, oldest layer first).
+The store is never ahead of the committed changelog, and a restart restores only the changelog
+records after that offset (``marketban.decider.restore``).
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ class TaskStore:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = _open(path)
-        #: Encoded writes of the batch being committed (None deletes), in write order.
-        self.staged: dict[bytes, bytes | None] = {}
+        #: Encoded writes of each staged batch not yet in RocksDB (None deletes), oldest first.
+        self._pending: list[dict[bytes, bytes | None]] = []
         self._maps: list[StoreMap[Any]] = []
 
     # ---- committed state ------------------------------------------------------------------------
@@ -87,10 +89,16 @@ class TaskStore:
         raw = self._db.get(OFFSET_KEY)
         return int(raw) if raw is not None else 0
 
+    @property
+    def staged(self) -> dict[bytes, bytes | None]:
+        """The encoded writes of the latest staged batch not yet in RocksDB ({} if none)."""
+        return self._pending[-1] if self._pending else {}
+
     def get(self, key: bytes) -> bytes | None:
-        """The committed (or, during a commit, staged) bytes of ``key``."""
-        if key in self.staged:
-            return self.staged[key]
+        """The bytes of ``key``: staged by a batch still committing, else committed."""
+        for layer in reversed(self._pending):
+            if key in layer:
+                return layer[key]
         value: bytes | None = self._db.get(key)
         return value
 
@@ -100,9 +108,8 @@ class TaskStore:
         # returns Any | None; for a list of keys it returns a list, None where a key is missing.
         found = self._db.get(cast("list[Any]", keys))
         values = cast("list[bytes | None]", found)
-        staged = self.staged
-        if staged:
-            values = [staged.get(k, v) for k, v in zip(keys, values, strict=True)]
+        for layer in self._pending:  # oldest first: a later batch's write wins
+            values = [layer.get(k, v) for k, v in zip(keys, values, strict=True)]
         return values
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -159,23 +166,29 @@ class TaskStore:
         return store_map
 
     def stage(self) -> dict[bytes, bytes | None]:
-        """Encode what the batch wrote: for the changelog, and once committed for RocksDB."""
+        """Encode what the batch wrote (for the changelog, and once committed for RocksDB).
+
+        The next batch starts: it reads these bytes until ``committed`` takes them.
+        """
+        layer: dict[bytes, bytes | None] = {}
         for store_map in self._maps:
-            store_map.encode_into(self.staged)
-        return self.staged
+            store_map.encode_into(layer)
+        self._pending.append(layer)
+        return layer
 
     def discard(self) -> None:
-        """Drop the batch: its objects (the engine may have changed them) and its staged bytes."""
-        self.staged = {}
+        """Drop every batch not committed: objects (the engine may have changed them), bytes."""
+        self._pending = []
         for store_map in self._maps:
             store_map.clear_batch()
 
     def committed(self, next_offset: int) -> None:
-        """The batch's transaction committed: make it the store's state."""
-        self._write(list(self.staged.items()), next_offset)
+        """The oldest staged batch's transaction committed: make it the store's state."""
+        layer = self._pending[0]
+        self._write(list(layer.items()), next_offset)
+        del self._pending[0]
         for store_map in self._maps:
             store_map.took_batch()
-        self.discard()
 
 
 class StoreMap(MutableMapping[str, M], Generic[M]):
@@ -189,8 +202,9 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         self._sparse = sparse
         #: A sparse map's committed keys (None: not read yet, or the store changed under it).
         self._keys: set[str] | None = None
-        #: Keys the batch being committed wrote (True) or deleted (False), for ``_keys``.
-        self._written: dict[str, bool] = {}
+        #: Per staged batch not yet committed (oldest first), the keys it wrote (True) or
+        #: deleted (False): what a sparse map's ``_keys`` takes on when it commits.
+        self._written: list[dict[str, bool]] = []
         self._decode: Callable[[bytes], M] = (
             msgspec.json.Decoder(model).decode
             if issubclass(model, Struct)
@@ -206,7 +220,7 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         try:
             value = self._objects[key]
         except KeyError:
-            if self._sparse and key not in self._committed_keys():
+            if self._sparse and not self._may_hold(key):
                 return default
             raw = self._raw.get(key) or self._store.get(self._prefix + key.encode())
             value = None if raw is None else self._decode(raw)
@@ -253,30 +267,36 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         return sum(1 for _ in self._store.scan(self._prefix))
 
     def encode_into(self, staged: dict[bytes, bytes | None]) -> None:
-        """Add the encoded bytes of every key written in this batch."""
+        """Add the encoded bytes of every key written in this batch; the next batch starts."""
+        written: dict[str, bool] = {}
         for key, raw in self._raw.items():
             staged[self._prefix + key.encode()] = raw
-            if self._sparse:
-                self._written[key] = True
+            written[key] = True
         self._raw.clear()
         for key in self._dirty:
             value = self._objects[key]
             staged[self._prefix + key.encode()] = None if value is None else json_bytes(value)
-            if self._sparse:
-                self._written[key] = value is not None
+            written[key] = value is not None
         self._dirty.clear()
+        # The next batch decodes afresh from the staged bytes: objects stay one batch's.
+        self._objects.clear()
+        if self._sparse:
+            self._written.append(written)
 
     def clear_batch(self) -> None:
-        """Forget the batch's decoded objects."""
+        """Forget every batch not committed: decoded objects, writes, staged keys."""
         self._objects.clear()
         self._dirty.clear()
         self._raw.clear()
         self._written.clear()
 
     def took_batch(self) -> None:
-        """The staged batch is in RocksDB now: a sparse map's key set follows it."""
+        """The oldest staged batch is in RocksDB now: a sparse map's key set follows it."""
+        if not self._sparse:
+            return
+        written = self._written.pop(0)
         if self._keys is not None:
-            for key, present in self._written.items():
+            for key, present in written.items():
                 if present:
                     self._keys.add(key)
                 else:
@@ -285,6 +305,13 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
     def forget_keys(self) -> None:
         """The store was written from outside a batch (restore, wipe): read the keys again."""
         self._keys = None
+
+    def _may_hold(self, key: str) -> bool:
+        """Whether a staged batch or the committed state has ``key`` (a sparse map's miss test)."""
+        for written in reversed(self._written):
+            if key in written:
+                return written[key]
+        return key in self._committed_keys()
 
     def _committed_keys(self) -> set[str]:
         if self._keys is None:

@@ -4,12 +4,13 @@ A task owns partition ``p`` of every account-keyed input, reads every partition 
 (they are few), keeps its state in its own store and commits, per batch, in one transaction of
 its own: the batch's outputs, its changelog writes and its input offsets. The store takes the
 batch only after that commit (``marketban.decider.store``). A task's transactions alternate
-between its two producers (``marketban.decider.transactions.PRODUCERS_PER_TASK``).
+between its producers (``marketban.decider.transactions.PRODUCERS_PER_TASK``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -192,6 +193,10 @@ class Task:
         self._sends: list[Send] = []
         self._uses: dict[int, list[TerminalUse]] = {}
         self._offsets: dict[TopicPartition, int] = {}
+        self._offsets_added = asyncio.Event()  # of the last sealed batch (none yet: set)
+        self._offsets_added.set()
+        #: Transactions started (``start``) and not yet ended.
+        self.in_flight: set[asyncio.Task[None]] = set()
         self.handled = 0
 
     # ---- opening -------------------------------------------------------------------------------
@@ -371,38 +376,97 @@ class Task:
 
     # ---- commit --------------------------------------------------------------------------------
 
-    async def commit(self) -> None:
-        """One transaction: the batch's outputs, its changelog writes, its input offsets."""
-        producer = self.producers[self._turn]
+    def seal(self) -> Batch:
+        """End the batch: its outputs, state writes and offsets, ready for their transaction.
+
+        The next batch may be handled at once: it reads this one's state writes from the store
+        until this one's transaction has committed.
+        """
         staged = self.store.stage()
         self._flush_uses()
         sends, self._sends = self._sends, []
         offsets, self._offsets = self._offsets, {}
+        producer = self.producers[self._turn] if self.producers else None
+        # Batches take turns on the task's producers: see PRODUCERS_PER_TASK.
+        self._turn = (self._turn + 1) % max(len(self.producers), 1)
+        changelog: list[Send] = [
+            (self.config.changelog, self.number, k, v) for k, v in staged.items()
+        ]
+        batch = Batch(sends, changelog, offsets, producer, self._offsets_added)
+        self._offsets_added = batch.offsets_added
+        return batch
+
+    async def commit(self, after: asyncio.Future[None] | None = None) -> None:
+        """Seal the batch and commit it (``transact``)."""
+        await self.transact(self.seal(), after)
+
+    def start(self, batch: Batch, after: asyncio.Future[None] | None) -> asyncio.Task[None]:
+        """``transact`` in the background; the task's loop is woken when it ends."""
+        txn = asyncio.create_task(self.transact(batch, after), name=f"task-{self.number}-commit")
+        self.in_flight.add(txn)
+        txn.add_done_callback(self.in_flight.discard)
+        txn.add_done_callback(lambda _: self.wake.set())
+        return txn
+
+    async def abandon(self) -> None:
+        """Cancel the transactions still in flight (the task is closing after a failure)."""
+        for txn in list(self.in_flight):
+            txn.cancel()
+        for txn in list(self.in_flight):
+            with contextlib.suppress(BaseException):
+                await txn
+
+    async def transact(self, batch: Batch, after: asyncio.Future[None] | None = None) -> None:
+        """One transaction: the batch's outputs, its changelog writes, its input offsets.
+
+        ``after``: the previous batch's transaction, still committing. This one is sent and its
+        offsets added meanwhile, but it commits only once that one has: if that one fails, this
+        one never commits (the task reopens from its committed state, which aborts it).
+        """
+        producer = batch.producer
+        assert producer is not None  # noqa: S101 - a task that commits has its producers
         try:
             await producer.begin_transaction()
-            await send_grouped(producer, sends)
-            changelog = [(self.config.changelog, self.number, k, v) for k, v in staged.items()]
-            futures = await send_grouped(producer, changelog)
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.config.group)
+            await send_grouped(producer, batch.sends)
+            futures = await send_grouped(producer, batch.changelog)
+            # The group coordinator keeps, of two producers' offset commits, the one later in
+            # its log: this batch's must be appended after the batch before it.
+            await batch.after_offsets.wait()
+            if batch.offsets:
+                await producer.send_offsets_to_transaction(batch.offsets, self.config.group)
+            batch.offsets_added.set()
+            if after is not None:
+                await after
             await producer.commit_transaction()
         except Exception as exc:
-            self.store.discard()
+            batch.offsets_added.set()  # the batch after this one fails at ``after`` in its turn
+            # The store keeps what it staged: the task closes now and reopens from what is
+            # committed (an earlier batch still committing may yet commit and be written).
             if _is_fenced(exc):
                 raise FencedError(
                     f"task {self.number}: fenced by a newer owner of its transactional id; "
-                    f"its uncommitted batch ({len(sends)} outputs) is dropped"
+                    f"its uncommitted batch ({len(batch.sends)} outputs) is dropped"
                 ) from exc
             raise
-        # The next batch's transaction goes on the other producer: this one's is decided, but the
-        # coordinator is still writing its markers, and this producer's next AddPartitionsToTxn
-        # would only be answered CONCURRENT_TRANSACTIONS until it has.
-        self._turn = (self._turn + 1) % len(self.producers)
         next_offset = self.store.changelog_offset
         for fut, count in futures:
             meta = fut.result()
             next_offset = max(next_offset, meta.offset + count)
         self.store.committed(next_offset)
+
+
+@dataclass
+class Batch:
+    """A sealed batch: what its transaction sends, and on which producer."""
+
+    sends: list[Send]
+    changelog: list[Send]
+    offsets: dict[TopicPartition, int]
+    producer: AIOKafkaProducer | None
+    #: Set once the batch before this one has added its offsets to its transaction.
+    after_offsets: asyncio.Event
+    #: Set once this one has (or failed).
+    offsets_added: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _key(rec: ConsumerRecord[bytes, bytes], rank: int) -> MergeKey:

@@ -27,17 +27,19 @@ def tune_transaction_retries() -> None:
     aiokafka.producer.sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_MS / 1000
 
 
-#: Transactional producers per task, taking turns: one transaction each, never two open at once.
-#: A producer's commit returns once the coordinator has decided it, before it has written the
-#: markers into every partition the transaction touched; until it has, that producer's next
-#: transaction is refused with CONCURRENT_TRANSACTIONS (measured inside a loaded worker: 30 ms
-#: from the batch's last send to its offsets in the transaction, most of a task's cycle). The
-#: other producer's next transaction may begin at once: the outcome of the first is already
-#: final, so the order of the batches and their offsets is kept (the group coordinator orders
-#: offset commits of different producers by their position in its log).
-PRODUCERS_PER_TASK: Final = 2
+#: Transactional producers per task, taking turns batch by batch. A producer's commit returns once
+#: the coordinator has decided the transaction, before it has written the markers into every
+#: partition the transaction touched; until it has, that producer's next transaction is refused
+#: with CONCURRENT_TRANSACTIONS (measured inside a loaded worker: 30 ms from a batch's last send
+#: to its offsets in the transaction, most of a task's cycle). Under a backlog a batch is handled,
+#: sent and its offsets added while the batch before it commits (``Decider._run``), so two are in
+#: flight and a third producer gives each one's markers the time of the next batch. Batches still
+#: commit in their order (``Task.transact``), a producer never has two transactions open, and
+#: each batch's offsets reach the group coordinator after the previous batch's: of two producers'
+#: offset commits it keeps the one later in its log.
+PRODUCERS_PER_TASK: Final = 3
 
 
 def task_transactional_id(app_id: str, task: int, turn: int) -> str:
     """The transactional id of task ``task``'s producer number ``turn``: stable across restarts."""
-    return f"{app_id}-task-{task}" if turn == 0 else f"{app_id}-task-{task}-{chr(ord('a') + turn)}"
+    return f"{app_id}-task-{task}" if turn == 0 else f"{app_id}-task-{task}-{turn}"
