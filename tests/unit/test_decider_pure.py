@@ -328,9 +328,13 @@ class _Producer:
     async def send_batch(self, _batch: Any, _topic: str, partition: int) -> Any:
         import asyncio  # noqa: PLC0415
 
+        self.log.append(("send", self.name))
         fut = asyncio.get_running_loop().create_future()
-        fut.set_result(SimpleNamespace(offset=partition))
+        self.acknowledge(fut, SimpleNamespace(offset=partition))
         return fut
+
+    def acknowledge(self, fut: Any, meta: Any) -> None:
+        fut.set_result(meta)
 
     async def send_offsets_to_transaction(self, _offsets: Any, _group: str) -> None:
         self.log.append(("offsets", self.name))
@@ -355,7 +359,7 @@ async def test_a_tasks_transactions_take_turns_on_its_producers(
         task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
         assert task.collect() == 1
         await task.commit()
-    assert [e for e in log if e[0] != "offsets"] == [
+    assert [e for e in log if e[0] not in {"offsets", "send"}] == [
         ("open", "a"), ("commit", "a"), ("open", "b"), ("commit", "b"),
         ("open", "a"), ("commit", "a"),
     ]  # fmt: skip
@@ -454,3 +458,25 @@ async def test_a_batchs_offsets_go_to_the_group_only_after_the_batch_before_it_s
     release.set()
     await second
     assert [e for e in log if e[0] == "offsets"] == [("offsets", "a"), ("offsets", "b")]
+
+
+async def test_a_batchs_records_are_sent_only_after_the_batch_before_it_had_its_own_appended(
+    tmp_path: Path,
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    log: list[tuple[str, str]] = []
+    pending: list[tuple[Any, Any]] = []
+
+    class _SlowAcks(_Producer):
+        def acknowledge(self, fut: Any, meta: Any) -> None:
+            pending.append((fut, meta))
+
+    second = await _two_batches_in_flight(_task(tmp_path), _SlowAcks("a", log))
+    await asyncio.sleep(0.05)
+    assert ("send", "a") in log
+    assert ("send", "b") not in log  # its records would land between the first one's
+    for fut, meta in pending:
+        fut.set_result(meta)
+    await second
+    assert log.index(("send", "b")) > log.index(("send", "a"))

@@ -397,7 +397,7 @@ class Decider:
         try:
             # Starting a producer initialises its transactional id: a zombie holding this task
             # is fenced and its open transaction ended, on both ids, before the offsets are read.
-            await asyncio.gather(*(producer.start() for producer in producers))
+            await _start_producers(producers)
             current()
             store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
             task = Task(number, self.config, store, producers, lanes, self.bans)
@@ -539,6 +539,18 @@ async def _send_tick(producer: AIOKafkaProducer, topic: str) -> None:
 async def _close_producer(producer: AIOKafkaProducer) -> None:
     with contextlib.suppress(Exception):
         await producer.stop()
+
+
+async def _start_producers(producers: tuple[AIOKafkaProducer, ...]) -> None:
+    """Start them all; the first failure is raised once every start has ended.
+
+    None is left starting when the task closes them: a late one would initialise its id after
+    the next attempt's producer and fence it.
+    """
+    started = await asyncio.gather(*(p.start() for p in producers), return_exceptions=True)
+    for result in started:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _close_producers(producers: tuple[AIOKafkaProducer, ...]) -> None:

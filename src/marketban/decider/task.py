@@ -193,7 +193,9 @@ class Task:
         self._sends: list[Send] = []
         self._uses: dict[int, list[TerminalUse]] = {}
         self._offsets: dict[TopicPartition, int] = {}
-        self._offsets_added = asyncio.Event()  # of the last sealed batch (none yet: set)
+        # Of the last sealed batch (none yet: set).
+        self._sent, self._offsets_added = asyncio.Event(), asyncio.Event()
+        self._sent.set()
         self._offsets_added.set()
         #: Transactions started (``start``) and not yet ended.
         self.in_flight: set[asyncio.Task[None]] = set()
@@ -392,8 +394,8 @@ class Task:
         changelog: list[Send] = [
             (self.config.changelog, self.number, k, v) for k, v in staged.items()
         ]
-        batch = Batch(sends, changelog, offsets, producer, self._offsets_added)
-        self._offsets_added = batch.offsets_added
+        batch = Batch(sends, changelog, offsets, producer, self._sent, self._offsets_added)
+        self._sent, self._offsets_added = batch.sent, batch.offsets_added
         return batch
 
     async def commit(self, after: asyncio.Future[None] | None = None) -> None:
@@ -426,9 +428,15 @@ class Task:
         producer = batch.producer
         assert producer is not None  # noqa: S101 - a task that commits has its producers
         try:
+            # Every partition gets its records in batch order, and the changelog a batch's
+            # records in one run (the store's offset is where its batch ends): the batch before
+            # this one must have all its records appended first.
+            await batch.after_sent.wait()
             await producer.begin_transaction()
-            await send_grouped(producer, batch.sends)
+            outputs = await send_grouped(producer, batch.sends)
             futures = await send_grouped(producer, batch.changelog)
+            appended = asyncio.gather(*(fut for fut, _ in (*outputs, *futures)))
+            appended.add_done_callback(batch.appended)
             # The group coordinator keeps, of two producers' offset commits, the one later in
             # its log: this batch's must be appended after the batch before it.
             await batch.after_offsets.wait()
@@ -439,7 +447,8 @@ class Task:
                 await after
             await producer.commit_transaction()
         except Exception as exc:
-            batch.offsets_added.set()  # the batch after this one fails at ``after`` in its turn
+            batch.sent.set()  # the batch after this one fails at ``after`` in its turn
+            batch.offsets_added.set()
             # The store keeps what it staged: the task closes now and reopens from what is
             # committed (an earlier batch still committing may yet commit and be written).
             if _is_fenced(exc):
@@ -463,10 +472,19 @@ class Batch:
     changelog: list[Send]
     offsets: dict[TopicPartition, int]
     producer: AIOKafkaProducer | None
+    #: Set once every record of the batch before this one is appended (or it failed).
+    after_sent: asyncio.Event
     #: Set once the batch before this one has added its offsets to its transaction.
     after_offsets: asyncio.Event
-    #: Set once this one has (or failed).
+    #: This one's two.
+    sent: asyncio.Event = field(default_factory=asyncio.Event)
     offsets_added: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def appended(self, records: asyncio.Future[Any]) -> None:
+        """Every record of the batch is appended (or one failed: its transaction reports it)."""
+        if not records.cancelled():
+            records.exception()
+        self.sent.set()
 
 
 def _key(rec: ConsumerRecord[bytes, bytes], rank: int) -> MergeKey:

@@ -34,9 +34,10 @@ def tune_transaction_retries() -> None:
 #: to its offsets in the transaction, most of a task's cycle). Under a backlog a batch is handled,
 #: sent and its offsets added while the batch before it commits (``Decider._run``), so two are in
 #: flight and a third producer gives each one's markers the time of the next batch. Batches still
-#: commit in their order (``Task.transact``), a producer never has two transactions open, and
-#: each batch's offsets reach the group coordinator after the previous batch's: of two producers'
-#: offset commits it keeps the one later in its log.
+#: commit in their order (``Task.transact``), a producer never has two transactions open, a
+#: batch's records are sent once the previous batch's are appended (partitions keep the batches'
+#: order) and its offsets reach the group coordinator after the previous batch's: of two
+#: producers' offset commits it keeps the one later in its log.
 PRODUCERS_PER_TASK: Final = 3
 
 
