@@ -396,7 +396,7 @@ class Decider:
         task: Task | None = None
         try:
             # Starting a producer initialises its transactional id: a zombie holding this task
-            # is fenced and its open transaction ended, on both ids, before the offsets are read.
+            # is fenced and its open transactions ended, on every id, before the offsets are read.
             await _start_producers(producers)
             current()
             store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
