@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
@@ -358,7 +359,7 @@ async def test_a_tasks_transactions_take_turns_on_its_producers(
         task.lanes[0].add([_record("p.orders", i, 10 + i, orjson.dumps(order(f"O{i}")))], 100)
         task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
         assert task.collect() == 1
-        await task.commit()
+        await task.transact(task.seal())
     assert [e for e in log if e[0] not in {"offsets", "send"}] == [
         ("open", "a"), ("commit", "a"), ("open", "b"), ("commit", "b"),
         ("open", "a"), ("commit", "a"),
@@ -366,8 +367,6 @@ async def test_a_tasks_transactions_take_turns_on_its_producers(
 
 
 async def test_a_failed_commit_leaves_the_store_as_it_was(tmp_path: Path) -> None:
-    import pytest  # noqa: PLC0415
-
     from tests.unit.helpers import order  # noqa: PLC0415
 
     task = _task(tmp_path)
@@ -377,7 +376,7 @@ async def test_a_failed_commit_leaves_the_store_as_it_was(tmp_path: Path) -> Non
     task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
     assert task.collect() == 1
     with pytest.raises(RuntimeError):
-        await task.commit()
+        await task.transact(task.seal())
     task.store.close()
     reopened = TaskStore(tmp_path / "t")  # what the task reopens from
     assert reopened.changelog_offset == 0
@@ -420,63 +419,62 @@ async def _two_batches_in_flight(task: Any, first_producer: _Producer) -> Any:
     return task.start(batches[1], task.start(batches[0], None))
 
 
-async def test_a_batch_commits_only_after_the_one_before_it_has(tmp_path: Path) -> None:
-    import asyncio  # noqa: PLC0415
+class _Holding(_Producer):
+    """Holds one of its steps (its records' acknowledgements, its offsets, its commit)."""
 
-    log: list[tuple[str, str]] = []
-    release = asyncio.Event()
+    def __init__(self, name: str, log: list[tuple[str, str]], held: str) -> None:
+        import asyncio  # noqa: PLC0415
 
-    class _Slow(_Producer):
-        async def commit_transaction(self) -> None:
-            await release.wait()
-            await super().commit_transaction()
+        super().__init__(name, log)
+        self.held, self.release = held, asyncio.Event()
+        self.acks: list[asyncio.Task[None]] = []
 
-    second = await _two_batches_in_flight(_task(tmp_path), _Slow("a", log))
-    await asyncio.sleep(0.05)
-    assert ("commit", "b") not in log  # sent and waiting: the batch before it has not committed
-    release.set()
-    await second
-    assert [e for e in log if e[0] == "commit"] == [("commit", "a"), ("commit", "b")]
+    async def _hold(self, step: str) -> None:
+        if step == self.held:
+            await self.release.wait()
+
+    def acknowledge(self, fut: Any, meta: Any) -> None:
+        import asyncio  # noqa: PLC0415
+
+        async def later() -> None:
+            await self._hold("acks")
+            fut.set_result(meta)
+
+        self.acks.append(asyncio.create_task(later()))
+
+    async def send_offsets_to_transaction(self, offsets: Any, group: str) -> None:
+        await self._hold("offsets")
+        await super().send_offsets_to_transaction(offsets, group)
+
+    async def commit_transaction(self) -> None:
+        await self._hold("commit")
+        await super().commit_transaction()
 
 
-async def test_a_batchs_offsets_go_to_the_group_only_after_the_batch_before_it_sent_its_own(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("held", "waits", "reached"),
+    [
+        # its records would land between the first one's
+        pytest.param("acks", "send", "send", id="records-after-the-previous-ones-are-appended"),
+        # the group would keep whichever offset commit is later in its log
+        pytest.param("offsets", "offsets", "send", id="offsets-after-the-previous-ones"),
+        # sent and waiting: the batch before it has not committed
+        pytest.param("commit", "commit", "offsets", id="commit-after-the-previous-one"),
+    ],
+)
+async def test_a_batch_in_flight_takes_each_step_only_after_the_batch_before_it(
+    tmp_path: Path, held: str, waits: str, reached: str
 ) -> None:
     import asyncio  # noqa: PLC0415
+    import itertools  # noqa: PLC0415
 
     log: list[tuple[str, str]] = []
-    release = asyncio.Event()
-
-    class _SlowOffsets(_Producer):
-        async def send_offsets_to_transaction(self, offsets: Any, group: str) -> None:
-            await release.wait()
-            await super().send_offsets_to_transaction(offsets, group)
-
-    second = await _two_batches_in_flight(_task(tmp_path), _SlowOffsets("a", log))
+    first = _Holding("a", log, held)
+    second = await _two_batches_in_flight(_task(tmp_path), first)
     await asyncio.sleep(0.05)
-    assert ("offsets", "b") not in log  # the group would keep whichever is later in its log
-    release.set()
+    assert (reached, "a") in log  # the first batch got as far as the step it is held before
+    assert (waits, "b") not in log
+    first.release.set()
     await second
-    assert [e for e in log if e[0] == "offsets"] == [("offsets", "a"), ("offsets", "b")]
-
-
-async def test_a_batchs_records_are_sent_only_after_the_batch_before_it_had_its_own_appended(
-    tmp_path: Path,
-) -> None:
-    import asyncio  # noqa: PLC0415
-
-    log: list[tuple[str, str]] = []
-    pending: list[tuple[Any, Any]] = []
-
-    class _SlowAcks(_Producer):
-        def acknowledge(self, fut: Any, meta: Any) -> None:
-            pending.append((fut, meta))
-
-    second = await _two_batches_in_flight(_task(tmp_path), _SlowAcks("a", log))
-    await asyncio.sleep(0.05)
-    assert ("send", "a") in log
-    assert ("send", "b") not in log  # its records would land between the first one's
-    for fut, meta in pending:
-        fut.set_result(meta)
-    await second
-    assert log.index(("send", "b")) > log.index(("send", "a"))
+    steps = [name for step, name in log if step == waits]
+    assert [name for name, _ in itertools.groupby(steps)] == ["a", "b"]

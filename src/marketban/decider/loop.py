@@ -260,35 +260,29 @@ class Decider:
             while not task.stopping:
                 task.wake.clear()
                 if committing is not None and committing.done():
-                    committing.result()  # a failed commit ends the loop: see below
+                    await self._landed(task, committing)  # a failed commit ends the loop
                     committing = None
-                    self._committed(task)
                 await self._confirm(task)
                 handled = task.collect()
                 if handled:
                     txn = task.start(task.seal(), committing)
                     if committing is not None:
                         # At most two in flight (and the next batch's producer must be free).
-                        await asyncio.wait({committing})
-                        committing.result()
-                        self._committed(task)
+                        await self._landed(task, committing)
                     committing = txn
                     if handled < self.config.batch_max:
                         # No backlog: the records that arrive meanwhile wait for this commit and
                         # go in one batch after it. Overlapping them costs every transaction
                         # more than it saves (measured: p50 65-82 ms serial, 117 overlapped).
-                        await asyncio.wait({txn})
-                        txn.result()
+                        await self._landed(task, txn)
                         committing = None
-                        self._committed(task)
                     continue
                 if task.idle_wait() is not None:
                     self._tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(task.wake.wait(), task.idle_wait())
             if committing is not None:
-                await committing
-                self._committed(task)
+                await self._landed(task, committing)
         except FencedError as exc:
             # A zombie: the task is another worker's now. It closes here; the next assignment
             # (which the group is already preparing) decides where it opens again.
@@ -313,8 +307,14 @@ class Decider:
             self._runs.pop(task.number, None)
             asyncio.get_running_loop().call_soon(self._schedule_reopen, task.number, task)
 
-    def _committed(self, task: Task) -> None:
-        """After a batch's commit: resume its partitions, drop ban outcomes all tasks are past."""
+    async def _landed(self, task: Task, txn: asyncio.Task[None]) -> None:
+        """Wait for a batch's transaction (its failure is raised), then what follows a commit.
+
+        Waited for, not awaited: cancelling the loop must not cancel a commit by the way (a
+        closing task ends its transactions itself, ``Task.abandon``).
+        """
+        await asyncio.wait({txn})
+        txn.result()
         self._maybe_resume(task)
         self.bans.forget_outcomes([t.ban_next for t in self.tasks.values()])
 

@@ -388,19 +388,15 @@ class Task:
         self._flush_uses()
         sends, self._sends = self._sends, []
         offsets, self._offsets = self._offsets, {}
-        producer = self.producers[self._turn] if self.producers else None
+        producer = self.producers[self._turn]
         # Batches take turns on the task's producers: see PRODUCERS_PER_TASK.
-        self._turn = (self._turn + 1) % max(len(self.producers), 1)
+        self._turn = (self._turn + 1) % len(self.producers)
         changelog: list[Send] = [
             (self.config.changelog, self.number, k, v) for k, v in staged.items()
         ]
         batch = Batch(sends, changelog, offsets, producer, self._sent, self._offsets_added)
         self._sent, self._offsets_added = batch.sent, batch.offsets_added
         return batch
-
-    async def commit(self, after: asyncio.Future[None] | None = None) -> None:
-        """Seal the batch and commit it (``transact``)."""
-        await self.transact(self.seal(), after)
 
     def start(self, batch: Batch, after: asyncio.Future[None] | None) -> asyncio.Task[None]:
         """``transact`` in the background; the task's loop is woken when it ends."""
@@ -426,7 +422,6 @@ class Task:
         one never commits (the task reopens from its committed state, which aborts it).
         """
         producer = batch.producer
-        assert producer is not None  # noqa: S101 - a task that commits has its producers
         try:
             # Every partition gets its records in batch order, and the changelog a batch's
             # records in one run (the store's offset is where its batch ends): the batch before
@@ -471,7 +466,7 @@ class Batch:
     sends: list[Send]
     changelog: list[Send]
     offsets: dict[TopicPartition, int]
-    producer: AIOKafkaProducer | None
+    producer: AIOKafkaProducer
     #: Set once every record of the batch before this one is appended (or it failed).
     after_sent: asyncio.Event
     #: Set once the batch before this one has added its offsets to its transaction.
