@@ -478,3 +478,26 @@ async def test_a_batch_in_flight_takes_each_step_only_after_the_batch_before_it(
     await second
     steps = [name for step, name in log if step == waits]
     assert [name for name, _ in itertools.groupby(steps)] == ["a", "b"]
+
+
+# ---- a transaction left undecided in a task's changelog --------------------------------------
+
+
+def test_a_changelog_short_of_its_end_twice_at_the_same_offset_while_idle_is_hanging() -> None:
+    from marketban.decider.loop import hanging_changelogs  # noqa: PLC0415
+
+    before = {0: (406, 120), 1: (300, 80)}  # where the last check found a changelog short
+    now = {
+        0: (406, 410, 120),  # short twice at 406, nothing handled between: hanging
+        1: (300, 300, 80),  # at its end now: what was open has ended
+        2: (500, 503, 9),  # short for the first time: not yet
+    }
+    assert hanging_changelogs(before, now) == {0: 406}
+
+
+def test_a_changelog_that_moved_or_a_task_that_handled_records_is_not_hanging() -> None:
+    from marketban.decider.loop import hanging_changelogs  # noqa: PLC0415
+
+    assert hanging_changelogs({0: (406, 120)}, {0: (409, 412, 120)}) == {}  # it moved on
+    assert hanging_changelogs({0: (406, 120)}, {0: (406, 410, 121)}) == {}  # it worked between
+    assert hanging_changelogs({}, {0: (406, 410, 120)}) == {}  # one sighting is not enough

@@ -46,9 +46,15 @@ _COUNTERS = {
 class Metrics(Collector):
     """One worker's counts, latency histogram, lag and table sizes, as a Prometheus collector."""
 
-    def __init__(self, sizes: Callable[[], Mapping[str, int]], lag: Callable[[], Lag]) -> None:
+    def __init__(
+        self,
+        sizes: Callable[[], Mapping[str, int]],
+        lag: Callable[[], Lag],
+        hanging: Callable[[], Mapping[int, int]] = dict,
+    ) -> None:
         self._sizes = sizes
         self._lag = lag
+        self._hanging = hanging
         self._counts: dict[tuple[str, ...], int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self._latency_sum = 0.0
@@ -116,6 +122,14 @@ class Metrics(Collector):
         for name, size in sorted(self._sizes().items()):
             sizes.add_metric([name], size)
         yield sizes
+        hanging = GaugeMetricFamily(
+            "marketban_hanging_transaction_offset",
+            "Offset where a transaction hangs undecided in a task's changelog (operations.md)",
+            labels=["task"],
+        )
+        for task, offset in sorted(self._hanging().items()):
+            hanging.add_metric([str(task)], offset)
+        yield hanging
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

@@ -129,7 +129,7 @@ class MarketbanWorker:
             s.kafka(), [*self._observed, s.dispositions_topic], s.topic_partitions, self._observe
         )
         self.dispositions = DispositionRecorder(s)
-        self.metrics = Metrics(self._sizes, self._lag)
+        self.metrics = Metrics(self._sizes, self._lag, lambda: self.decider.hanging)
         self.decider = Decider(s, calendar, self.metrics)
         self._add_health_views()
         Api(

@@ -51,6 +51,8 @@ MAX_QUEUED: Final = 5_000
 _FETCH_WAIT_MS: Final = 10
 _POLL_MS: Final = 100
 _TICK_EVERY_S: Final = 0.001
+#: How often an idle task's changelog partition is checked for a hanging transaction.
+HANGING_CHECK_S: Final = 15.0
 
 
 class Decider:
@@ -98,6 +100,8 @@ class Decider:
         self._ticked = 0.0
         self._paused: set[int] = set()
         self._generation = 0
+        #: Tasks whose changelog partition holds a hanging transaction: task -> its first offset.
+        self.hanging: dict[int, int] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -122,7 +126,10 @@ class Decider:
         await self._ticker.start()
         await self._consumer.start()
         self._consumer.subscribe([*self.topics, s.ticks_topic], listener=_Listener(self))
-        self._loops = [asyncio.create_task(self._fetch(), name="decider-fetch")]
+        self._loops = [
+            asyncio.create_task(self._fetch(), name="decider-fetch"),
+            asyncio.create_task(self._watch_hanging(), name="decider-hanging"),
+        ]
 
     async def stop(self) -> None:
         """Finish the batches being committed, close the tasks and the consumers."""
@@ -246,6 +253,56 @@ class Decider:
         if lso is None or polled is None or position < lso:
             return -1
         return int(polled)
+
+    async def _watch_hanging(self) -> None:
+        """Report a transaction left undecided in an idle task's changelog partition.
+
+        Only a task's own producers write its changelog partition, so with none of its
+        transactions in flight the partition's last stable offset is its end. Kafka's transaction
+        coordinator can still leave it short: it skips the markers of a partition that has no
+        leader at that moment, and completes the transaction (a one-node cluster's restart does
+        this; docs/operations.md). Every later record of the partition then waits for a
+        read_committed reader. Nothing here can end it without writing records; it is reported.
+        """
+        kafka = self.settings.kafka()
+        stable = AIOKafkaConsumer(**kafka, group_id=None, isolation_level="read_committed")
+        whole = AIOKafkaConsumer(**kafka, group_id=None)
+        seen: dict[int, tuple[int, int]] = {}  # task -> (last stable offset, records handled)
+        started = 0  # consumers started
+        try:
+            while True:
+                await asyncio.sleep(HANGING_CHECK_S)
+                idle = {
+                    n: t
+                    for n, t in list(self.tasks.items())
+                    if n in self._runs and not t.in_flight and not t.waiting()
+                }
+                tps = {n: TopicPartition(self.config.changelog, n) for n in idle}
+                try:
+                    for consumer in (stable, whole)[started:]:
+                        await consumer.start()  # until the cluster answers, each one once
+                        started += 1
+                    lso = await stable.end_offsets(list(tps.values())) if tps else {}
+                    end = await whole.end_offsets(list(tps.values())) if tps else {}
+                except KafkaError:
+                    continue
+                samples = {n: (lso[tp], end[tp], idle[n].handled) for n, tp in tps.items()}
+                now = hanging_changelogs(seen, samples)
+                for number, first in now.items():
+                    if self.hanging.get(number) != first:
+                        log.error(
+                            "task %d: a transaction hangs undecided in %s from offset %d: its "
+                            "records and every later one are invisible to read_committed "
+                            "readers. Find it with kafka-transactions.sh find-hanging; see "
+                            "docs/operations.md before aborting it",
+                            number, tps[number], first,
+                        )  # fmt: skip
+                self.hanging = now
+                seen = {n: (at, done) for n, (at, end_, done) in samples.items() if at < end_}
+        finally:
+            for consumer in (stable, whole):
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
 
     # ---- tasks ---------------------------------------------------------------------------------
 
@@ -555,3 +612,21 @@ async def _start_producers(producers: tuple[AIOKafkaProducer, ...]) -> None:
 
 async def _close_producers(producers: tuple[AIOKafkaProducer, ...]) -> None:
     await asyncio.gather(*(_close_producer(p) for p in producers))
+
+
+def hanging_changelogs(
+    before: dict[int, tuple[int, int]], now: dict[int, tuple[int, int, int]]
+) -> dict[int, int]:
+    """Idle tasks whose changelog's last stable offset stayed short of its end: task -> offset.
+
+    ``before``: task -> (last stable offset, records handled) where the previous check found the
+    changelog short; ``now``:
+    task -> (last stable offset, end offset, records handled). Short at two checks in a row,
+    at the same offset, with no record handled in between: no transaction of the task was
+    open meanwhile, and none takes that long.
+    """
+    out: dict[int, int] = {}
+    for number, (lso, end, handled) in now.items():
+        if lso < end and before.get(number) == (lso, handled):
+            out[number] = lso
+    return out

@@ -1,8 +1,8 @@
 """Brings a task's store up to its committed changelog: only what the store has not applied yet.
 
 The store records the next changelog offset it has not applied. A store ahead of the changelog
-(the topic was recreated, or the store belongs to another deployment) or one that is gone is
-rebuilt from the start of the changelog.
+(the topic was recreated, the store belongs to another deployment, or a transaction it saw commit
+hangs undecided in the changelog) or one that is gone is rebuilt from the start of the changelog.
 """
 
 from __future__ import annotations
@@ -38,10 +38,20 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
         first = (await consumer.beginning_offsets([tp]))[tp]
         start = store.changelog_offset
         if start > end:
-            log.warning(
-                "store of task %d is ahead of its changelog (%d > %d): rebuilding it",
-                partition, start, end,
-            )  # fmt: skip
+            if await _high_watermark(kafka, tp) >= start:
+                # The records are there, undecided: a transaction this store saw commit whose
+                # markers the cluster did not write (docs/operations.md, "hanging transaction").
+                log.error(
+                    "task %d: changelog records %d-%d of a committed transaction are not "
+                    "committed in %s: a hanging transaction; rebuilding the store from what is "
+                    "committed (find it with kafka-transactions.sh find-hanging)",
+                    partition, end, start - 1, tp,
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "store of task %d is ahead of its changelog (%d > %d): rebuilding it",
+                    partition, start, end,
+                )  # fmt: skip
             store.wipe()
             start = 0
         start = max(start, first)
@@ -63,3 +73,13 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
         partition, applied, time.monotonic() - started,
     )  # fmt: skip
     return applied
+
+
+async def _high_watermark(kafka: KafkaOptions, tp: TopicPartition) -> int:
+    """The end of ``tp`` counting records of transactions not decided yet (read_uncommitted)."""
+    consumer = AIOKafkaConsumer(**kafka, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
