@@ -37,8 +37,12 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
         end = (await consumer.end_offsets([tp]))[tp]
         first = (await consumer.beginning_offsets([tp]))[tp]
         start = store.changelog_offset
+        # Only this task's producers write its changelog partition, and they have just been
+        # started (which ends their open transactions): records past the last stable offset are
+        # a transaction Kafka completed without writing its markers (docs/architecture.md).
+        high = await _high_watermark(kafka, tp)
         if start > end:
-            if await _high_watermark(kafka, tp) >= start:
+            if high >= start:
                 # The records are there, undecided: a transaction this store saw commit whose
                 # markers the cluster did not write (docs/operations.md, "hanging transaction").
                 log.error(
@@ -54,6 +58,13 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
                 )  # fmt: skip
             store.wipe()
             start = 0
+        elif high > end:
+            log.error(
+                "task %d: a transaction this worker did not see end hangs undecided in %s from "
+                "offset %d; if Kafka settles it as committed later, the orders of its batch are "
+                "decided twice: run marketban audit (docs/operations.md, a hanging transaction)",
+                partition, tp, end,
+            )  # fmt: skip
         start = max(start, first)
         if start >= end:
             return 0
