@@ -620,10 +620,9 @@ def hanging_changelogs(
     """Idle tasks whose changelog's last stable offset stayed short of its end: task -> offset.
 
     ``before``: task -> (last stable offset, records handled) where the previous check found the
-    changelog short; ``now``:
-    task -> (last stable offset, end offset, records handled). Short at two checks in a row,
-    at the same offset, with no record handled in between: no transaction of the task was
-    open meanwhile, and none takes that long.
+    changelog short; ``now``: task -> (last stable offset, end offset, records handled). Short at
+    two checks in a row, at the same offset, with no record handled in between: no transaction of
+    the task was open meanwhile, and none takes that long.
     """
     out: dict[int, int] = {}
     for number, (lso, end, handled) in now.items():
