@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketban.domain.engine import Engine, Output
-from marketban.domain.proxy import ProxyConfig, terminal_id
-from tests.unit.helpers import CAL, ban, controlled, feed, holding, link, order
+from marketban.domain.engine import Engine, Output, Source
+from marketban.domain.models import Violation
+from marketban.domain.proxy import (
+    ProxyConfig,
+    TerminalState,
+    TerminalUse,
+    UseNote,
+    on_use,
+    terminal_id,
+    worth_sending,
+)
+from tests.unit.helpers import CAL, ban, controlled, feed, holding, key_of, link, order
 
 MAC = "00:1B:44:11:3A:B7"
 
@@ -356,3 +365,92 @@ def test_a_repeated_use_leaves_the_terminal_state_unwritten() -> None:
         ("orders", order("O3", "N1", mac=MAC, ip="10.0.0.2", at="2024-05-13T11:05:00+08:00")),
     )
     assert Counting.writes == 2  # a new IP is news
+
+
+# ---- the account side sends only what can change a terminal's state -----------------------------
+
+
+def _uses_sent(engine: Engine, *messages: tuple[str, dict[str, Any]]) -> list[str]:
+    """Order ids whose terminal use the account's side sent (``handle``: no hop taken)."""
+    sent: list[str] = []
+    for topic, value in messages:
+        outputs = engine.handle(topic, key_of(topic, value), value, Source(topic))
+        for out_topic, _key, out in outputs:
+            if out_topic == "terminal-uses":
+                sent.append(out.order_id)  # type: ignore[union-attr]
+    return sent
+
+
+def test_a_repeated_use_of_a_terminal_is_not_sent_again_but_news_is() -> None:
+    engine = _engine()
+    day2 = _at(_session_after(date(2024, 5, 13), 1))
+    sent = _uses_sent(
+        engine,
+        *_market(),
+        ("orders", order("O1", "N1", mac=MAC, ip="10.0.0.1", at=_at(date(2024, 5, 13), "10:00"))),
+        ("orders", order("O2", "N1", mac=MAC, ip="10.0.0.1", at=_at(date(2024, 5, 13), "10:30"))),
+        ("orders", order("O3", "N1", mac=MAC, at=_at(date(2024, 5, 13), "10:40"))),  # no IP
+        ("orders", order("O4", "N1", mac=MAC, ip="10.0.0.2", at=_at(date(2024, 5, 13), "10:50"))),
+        ("orders", order("O5", "N1", mac=MAC, ip="10.0.0.1", at=_at(date(2024, 5, 13), "09:50"))),
+        ("orders", order("O6", "N1", mac=MAC, ip="10.0.0.1", at=day2)),
+        ("orders", order("O7", "N1", mac=MAC, ip="10.0.0.1", at=_at(date(2024, 5, 13), "11:00"))),
+        ("orders", order("O8", "N1", mac="AA:BB:CC:DD:EE:01", ip="10.0.0.1", at=day2)),
+        ("accounts", controlled("N1", "P1")),
+        ("orders", order("O9", "N1", mac=MAC, ip="10.0.0.1", at=day2)),
+    )
+    # O2, O3: the same session and device, later, no new IP. O4: a new IP. O5: an earlier
+    # order (the terminal names the earliest). O6: a new session. O7: an earlier session than
+    # the last one sent (sent; the later session's note is kept). O8: another terminal. O9: the
+    # account is now under P1's measures (its persons and measures changed).
+    assert sent == ["O1", "O4", "O5", "O6", "O7", "O8", "O9"]
+
+
+_ACCOUNTS = ("A1", "N1", "N2")
+_PERSONS = {"A1": ["P1"], "N1": ["Q1"], "N2": []}
+
+
+@st.composite
+def _use_flow(draw: st.DrawFn) -> list[TerminalUse]:
+    """Uses of one terminal by three accounts over three sessions, with changing measures."""
+    uses: list[TerminalUse] = []
+    for i in range(draw(st.integers(1, 25))):
+        account = draw(st.sampled_from(_ACCOUNTS))
+        day = draw(st.integers(0, 2))
+        session = date(2024, 5, 13) + timedelta(days=day)
+        persons = _PERSONS[account] + draw(st.sampled_from([[], ["R1"]]))
+        banned = {"P1": ["D1"]} if account == "A1" and draw(st.booleans()) else {}
+        uses.append(
+            TerminalUse(
+                terminal="00:1b:44:11:3a:b7",
+                ip=draw(st.sampled_from([None, "10.0.0.1", "10.0.0.2"])),
+                account_id=account,
+                persons=persons,
+                banned=banned,
+                session=session,
+                order_id=f"O{i}",
+                entered_at=datetime(2024, 5, 13, 2, tzinfo=UTC)
+                + timedelta(days=day, minutes=draw(st.integers(0, 9))),
+                broker="B001",
+            )
+        )
+    return uses
+
+
+@settings(max_examples=200, deadline=None)
+@given(_use_flow())
+def test_leaving_out_the_uses_not_worth_sending_changes_no_terminal_state_and_no_suspicion(
+    uses: list[TerminalUse],
+) -> None:
+    every, filtered = TerminalState(), TerminalState()
+    last: dict[str, UseNote] = {}
+    found_every: list[Violation] = []
+    found_filtered: list[Violation] = []
+    for use in uses:
+        found_every += on_use(every, use, CAL, 20, 5, None)[0]
+        send, keep = worth_sending(last.get(use.account_id), use)
+        if keep is not None:
+            last[use.account_id] = keep
+        if send:
+            found_filtered += on_use(filtered, use, CAL, 20, 5, None)[0]
+    assert filtered == every
+    assert found_filtered == found_every

@@ -45,7 +45,7 @@ from marketban.domain.engine import (
 )
 from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import AccountLink
-from marketban.domain.proxy import ProxyConfig, TerminalState, TerminalUse, encode_uses
+from marketban.domain.proxy import ProxyConfig, TerminalState, TerminalUse, UseNote, encode_uses
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ class Task:
                 controllers=store.mapping("c:", Controllers, sparse=True),
                 terminals=store.mapping("t:", TerminalState),
                 raised=store.mapping("r:", Raised),
+                sent_uses=store.mapping("u:", UseNote),
             ),
             config.proxy,
         )

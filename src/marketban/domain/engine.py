@@ -45,10 +45,12 @@ from marketban.domain.proxy import (
     ProxyConfig,
     TerminalState,
     TerminalUse,
+    UseNote,
     decode_use,
     decode_uses_bytes,
     on_use,
     terminal_id,
+    worth_sending,
 )
 from marketban.domain.wire import (
     MAX_PAYLOAD_BYTES,
@@ -165,6 +167,8 @@ class State:
     controllers: MutableMapping[str, Controllers] = field(default_factory=dict)
     terminals: MutableMapping[str, TerminalState] = field(default_factory=dict)
     raised: MutableMapping[str, Raised] = field(default_factory=dict)
+    #: Per account and terminal (``"<account>\x1f<terminal>"``), the last session's use sent (R8).
+    sent_uses: MutableMapping[str, UseNote] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +494,11 @@ class Engine:
         return _Measures(named, persons, windows, owner_windows, via, banned)
 
     def _terminal_use(self, order: Order | OrderWire, m: _Measures, session: date) -> Output | None:
-        """R8's record of this order's use of its terminal, when its MAC identifies one."""
+        """R8's record of this order's use of its terminal, when its MAC identifies one.
+
+        None too for a repeat that cannot change what the terminal knows (``worth_sending``):
+        an active trader's next orders from the same device in a session cost no hop.
+        """
         terminal = order.terminal
         tid = terminal_id(terminal.mac) if terminal is not None else None
         if tid is None or terminal is None:
@@ -506,7 +514,11 @@ class Engine:
             entered_at=order.entered_at,
             broker=order.broker,
         )
-        return ("terminal-uses", tid, use)
+        key = f"{order.account_id}\x1f{tid}"
+        send, keep = worth_sending(self.state.sent_uses.get(key), use)
+        if keep is not None:
+            self.state.sent_uses[key] = keep
+        return ("terminal-uses", tid, use) if send else None
 
     def _on_evidence(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
         ev = validate(Evidence, obj)

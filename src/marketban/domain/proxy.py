@@ -197,34 +197,35 @@ def _note(st: TerminalState, use: TerminalUse) -> tuple[UseNote, bool]:
     """The note of ``use``'s account and session, created or updated; whether it changed."""
     for note in st.notes:
         if note.account_id == use.account_id and note.session == use.session:
-            if (  # the usual repeat (the next order from the same device): nothing to merge
-                use.entered_at >= note.entered_at
-                and use.persons == note.persons
-                and use.banned == note.banned
-                and (not use.ip or use.ip in note.ips or len(note.ips) >= _IPS_KEPT)
-            ):
-                return note, False
-            before = (note.order_id, note.persons, note.banned, len(note.ips))
-            if use.entered_at < note.entered_at:
-                note.order_id, note.entered_at, note.broker = (
-                    use.order_id,
-                    use.entered_at,
-                    use.broker,
-                )
-            note.persons = sorted({*note.persons, *use.persons})
-            note.banned = {
-                p: sorted({*note.banned.get(p, []), *use.banned.get(p, [])})
-                for p in sorted({*note.banned, *use.banned})
-            }
-            if use.ip and use.ip not in note.ips and len(note.ips) < _IPS_KEPT:
-                note.ips.append(use.ip)
-            return note, before != (note.order_id, note.persons, note.banned, len(note.ips))
-    note = _first_note(use)
+            return note, merge_use(note, use)
+    note = first_note(use)
     st.notes.append(note)
     return note, True
 
 
-def _first_note(use: TerminalUse) -> UseNote:
+def merge_use(note: UseNote, use: TerminalUse) -> bool:
+    """Take ``use`` into ``note`` (same account, same session); whether the note changed."""
+    if (  # the usual repeat (the next order from the same device): nothing to merge
+        use.entered_at >= note.entered_at
+        and use.persons == note.persons
+        and use.banned == note.banned
+        and (not use.ip or use.ip in note.ips or len(note.ips) >= _IPS_KEPT)
+    ):
+        return False
+    before = (note.order_id, note.persons, note.banned, len(note.ips))
+    if use.entered_at < note.entered_at:
+        note.order_id, note.entered_at, note.broker = use.order_id, use.entered_at, use.broker
+    note.persons = sorted({*note.persons, *use.persons})
+    note.banned = {
+        p: sorted({*note.banned.get(p, []), *use.banned.get(p, [])})
+        for p in sorted({*note.banned, *use.banned})
+    }
+    if use.ip and use.ip not in note.ips and len(note.ips) < _IPS_KEPT:
+        note.ips.append(use.ip)
+    return before != (note.order_id, note.persons, note.banned, len(note.ips))
+
+
+def first_note(use: TerminalUse) -> UseNote:
     """The note of an account's first use of a terminal in a session."""
     banned = use.banned
     return UseNote(
@@ -237,6 +238,21 @@ def _first_note(use: TerminalUse) -> UseNote:
         broker=use.broker,
         ips=[use.ip] if use.ip else [],
     )
+
+
+def worth_sending(last: UseNote | None, use: TerminalUse) -> tuple[bool, UseNote | None]:
+    """Whether ``use`` can change what its terminal knows; the account's note to keep, if new.
+
+    ``last``: the note of the latest session in which this account's task sent a use of this
+    terminal, kept as the terminal's own note of it was (the same uses, merged the same way, in
+    the same order). A use of that session that leaves the note as it was leaves the terminal's
+    state as it was, and can complete no suspicion: it need not travel. Anything else is sent.
+    """
+    if last is not None and last.session == use.session:
+        return (True, last) if merge_use(last, use) else (False, None)
+    if last is None or use.session > last.session:
+        return True, first_note(use)
+    return True, None  # an earlier session's use: sent, the latest session's note kept
 
 
 def _forget_old(st: TerminalState, calendar: MarketCalendar, window: int, latest: date) -> None:
