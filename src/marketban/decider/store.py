@@ -214,6 +214,8 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         self._dirty: set[str] = set()
         #: Values written as bytes in this batch (``put_encoded``), decoded only if read.
         self._raw: dict[str, bytes] = {}
+        #: Values read ahead (``prefetch``), decoded only if read: None where the key is absent.
+        self._fetched: dict[str, bytes | None] = {}
 
     def get(self, key: str, default: Any = None) -> Any:  # noqa: ANN401 - Mapping's signature
         """The value (decoded at most once per batch), or ``default``."""
@@ -222,21 +224,34 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         except KeyError:
             if self._sparse and not self._may_hold(key):
                 return default
-            raw = self._raw.get(key) or self._store.get(self._prefix + key.encode())
+            raw = self._raw.get(key)
+            if raw is None:
+                fetched = self._fetched
+                raw = (
+                    fetched.pop(key)
+                    if key in fetched
+                    else self._store.get(self._prefix + key.encode())
+                )
             value = None if raw is None else self._decode(raw)
             self._objects[key] = value
         return default if value is None else value
 
     def prefetch(self, keys: list[str]) -> None:
-        """Decode the values of ``keys`` this batch has not read yet, with one multi-get."""
-        objects = self._objects
-        wanted = [k for k in dict.fromkeys(keys) if k not in objects]
+        """Read the values of ``keys`` this batch has not read yet with one multi-get.
+
+        Decoded when read: a key read ahead that the batch does not use costs no decoding.
+        """
+        objects, fetched, raw_written = self._objects, self._fetched, self._raw
+        wanted = [
+            k
+            for k in dict.fromkeys(keys)
+            if k not in objects and k not in fetched and k not in raw_written
+        ]
         if not wanted:
             return
-        prefix, decode = self._prefix, self._decode
+        prefix = self._prefix
         raws = self._store.get_many([prefix + k.encode() for k in wanted])
-        for key, raw in zip(wanted, raws, strict=True):
-            objects[key] = None if raw is None else decode(raw)
+        fetched.update(zip(wanted, raws, strict=True))
 
     def __getitem__(self, key: str) -> M:
         value = self.get(key)
@@ -280,12 +295,14 @@ class StoreMap(MutableMapping[str, M], Generic[M]):
         self._dirty.clear()
         # The next batch decodes afresh from the staged bytes: objects stay one batch's.
         self._objects.clear()
+        self._fetched.clear()
         if self._sparse:
             self._written.append(written)
 
     def clear_batch(self) -> None:
         """Forget every batch not committed: decoded objects, writes, staged keys."""
         self._objects.clear()
+        self._fetched.clear()
         self._dirty.clear()
         self._raw.clear()
         self._written.clear()

@@ -43,12 +43,13 @@ from marketban.domain.models import (
 )
 from marketban.domain.proxy import (
     ProxyConfig,
+    SentUses,
     TerminalState,
     TerminalUse,
-    UseNote,
     decode_use,
     decode_uses_bytes,
     on_use,
+    repeats,
     terminal_id,
     worth_sending,
 )
@@ -167,8 +168,8 @@ class State:
     controllers: MutableMapping[str, Controllers] = field(default_factory=dict)
     terminals: MutableMapping[str, TerminalState] = field(default_factory=dict)
     raised: MutableMapping[str, Raised] = field(default_factory=dict)
-    #: Per account and terminal (``"<account>\x1f<terminal>"``), the last session's use sent (R8).
-    sent_uses: MutableMapping[str, UseNote] = field(default_factory=dict)
+    #: Per account, what its orders' terminal uses sent R8 (``proxy.worth_sending``).
+    sent_uses: MutableMapping[str, SentUses] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +313,14 @@ class Engine:
         except DecodeError as exc:
             return [rejected_output(source, key, payload, str(exc))]
         return [rejected_output(source, key, payload, f"unknown topic {topic!r}")]
+
+    def prefetch_orders(self, orders: list[tuple[str, bytes]]) -> None:
+        """Let a store read in one go the state these orders (account id, payload) will read.
+
+        What R8 keeps is read only for orders that name a MAC: the others never read it.
+        """
+        _prefetch(self.state.links, [account for account, _ in orders])
+        _prefetch(self.state.sent_uses, [a for a, payload in orders if b'"mac"' in payload])
 
     def run(
         self,
@@ -503,9 +512,18 @@ class Engine:
         tid = terminal_id(terminal.mac) if terminal is not None else None
         if tid is None or terminal is None:
             return None
+        sent = self.state.sent_uses.get(order.account_id)
+        last = sent.by_terminal.get(tid) if sent is not None else None
+        ip = terminal.ip or None
+        if (  # most orders: no use is even built
+            last is not None
+            and last.session == session
+            and repeats(last, order.entered_at, m.persons, m.banned, ip)
+        ):
+            return None
         use = TerminalUse(
             terminal=tid,
-            ip=terminal.ip or None,
+            ip=ip,
             account_id=order.account_id,
             persons=m.persons,
             banned=m.banned,
@@ -514,10 +532,11 @@ class Engine:
             entered_at=order.entered_at,
             broker=order.broker,
         )
-        key = f"{order.account_id}\x1f{tid}"
-        send, keep = worth_sending(self.state.sent_uses.get(key), use)
+        send, keep = worth_sending(last, use)
         if keep is not None:
-            self.state.sent_uses[key] = keep
+            sent = sent or SentUses()
+            sent.by_terminal[tid] = keep
+            self.state.sent_uses[order.account_id] = sent
         return ("terminal-uses", tid, use) if send else None
 
     def _on_evidence(self, key: str | None, obj: dict[str, Any]) -> list[Output]:

@@ -42,6 +42,7 @@ _COLONS: Final = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _PLACEHOLDERS: Final = frozenset({"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"})
 
 
+@lru_cache(maxsize=1 << 16)  # one per order; a market has far fewer devices active at once
 def terminal_id(mac: str | None) -> str | None:
     """The identity of the terminal with MAC ``mac``, or None when it identifies nothing.
 
@@ -103,6 +104,12 @@ class UseNote(Struct, kw_only=True, omit_defaults=True):
     entered_at: datetime
     broker: str
     ips: list[str] = field(default_factory=list)
+
+
+class SentUses(Struct, omit_defaults=True):
+    """What an account's task sent R8 of its terminals: per terminal, the latest session's note."""
+
+    by_terminal: dict[str, UseNote] = field(default_factory=dict)
 
 
 class TerminalState(Struct, omit_defaults=True):
@@ -205,12 +212,7 @@ def _note(st: TerminalState, use: TerminalUse) -> tuple[UseNote, bool]:
 
 def merge_use(note: UseNote, use: TerminalUse) -> bool:
     """Take ``use`` into ``note`` (same account, same session); whether the note changed."""
-    if (  # the usual repeat (the next order from the same device): nothing to merge
-        use.entered_at >= note.entered_at
-        and use.persons == note.persons
-        and use.banned == note.banned
-        and (not use.ip or use.ip in note.ips or len(note.ips) >= _IPS_KEPT)
-    ):
+    if repeats(note, use.entered_at, use.persons, use.banned, use.ip):
         return False
     before = (note.order_id, note.persons, note.banned, len(note.ips))
     if use.entered_at < note.entered_at:
@@ -223,6 +225,25 @@ def merge_use(note: UseNote, use: TerminalUse) -> bool:
     if use.ip and use.ip not in note.ips and len(note.ips) < _IPS_KEPT:
         note.ips.append(use.ip)
     return before != (note.order_id, note.persons, note.banned, len(note.ips))
+
+
+def repeats(
+    note: UseNote,
+    entered_at: datetime,
+    persons: list[str],
+    banned: dict[str, list[str]],
+    ip: str | None,
+) -> bool:
+    """Whether a use with these fields would leave ``note`` as it is (the usual repeat).
+
+    The next order from the same device, with nothing new: no earlier time, person, measure or IP.
+    """
+    return (
+        entered_at >= note.entered_at
+        and persons == note.persons
+        and banned == note.banned
+        and (not ip or ip in note.ips or len(note.ips) >= _IPS_KEPT)
+    )
 
 
 def first_note(use: TerminalUse) -> UseNote:
