@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
+from marketban.adapters import eventloop
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
 from marketban.service.bench import bench_engine
@@ -143,16 +144,12 @@ def _bench_command(args: argparse.Namespace, settings: Settings) -> int:
             settings.kafka(), args.group, args.inputs, args.output, per_partition=per_partition
         )
     if args.bench == "reference":
-        import asyncio  # noqa: PLC0415
-
         from marketban.adapters.bench_reference import bench_reference  # noqa: PLC0415
 
-        figures = asyncio.run(bench_reference(settings, args.banned_persons, args.accounts))
+        figures = eventloop.run(bench_reference(settings, args.banned_persons, args.accounts))
         print(json.dumps(figures))  # noqa: T201
         return 0
     if args.bench == "e2e":
-        import asyncio  # noqa: PLC0415
-
         from marketban.adapters.bench_e2e import E2EOptions, bench_e2e  # noqa: PLC0415
 
         opts = E2EOptions(
@@ -163,7 +160,7 @@ def _bench_command(args: argparse.Namespace, settings: Settings) -> int:
             banned_persons=args.banned_persons,
             start_worker=not args.running_worker,
         )
-        result = asyncio.run(bench_e2e(settings, opts, sys.stderr))
+        result = eventloop.run(bench_e2e(settings, opts, sys.stderr))
     else:
         result = bench_engine(
             default_calendar(settings.holidays_file), args.orders, args.banned_persons, args.runs

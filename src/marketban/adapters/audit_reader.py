@@ -9,6 +9,7 @@ import sys
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from marketban.adapters import eventloop
 from marketban.adapters.kafka_admin import partition_counts
 from marketban.adapters.progress import Progress
 from marketban.domain.calendars import default_calendar
@@ -101,7 +102,7 @@ async def run_audit(settings: Settings, idle_s: float) -> Report:
 
 def audit_command(settings: Settings, idle_s: float) -> int:
     """CLI entry of ``marketban audit``: the report as JSON; exit 1 on any problem."""
-    report = asyncio.run(run_audit(settings, idle_s))
+    report = eventloop.run(run_audit(settings, idle_s))
     data = report.as_dict()
     print(json.dumps(data, indent=2, ensure_ascii=False))  # noqa: T201
     problems = ", ".join(f"{k} {v}" for k, v in data["problems"].items())

@@ -13,6 +13,7 @@ from typing import IO
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from marketban.adapters import eventloop
 from marketban.adapters.kafka_admin import prepare_topics, topic_plan
 from marketban.domain.models import OUTPUT_TOPICS
 from marketban.service.synthetic import FLOW_TOPICS, generate, messages
@@ -161,5 +162,5 @@ async def demo(settings: Settings, rate: float, orders: int, out: IO[str]) -> No
 def demo_command(settings: Settings, rate: float, orders: int) -> int:
     """CLI entry of ``marketban demo``."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(demo(settings, rate, orders, sys.stdout))
+        eventloop.run(demo(settings, rate, orders, sys.stdout))
     return 0

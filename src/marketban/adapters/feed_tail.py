@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from marketban.adapters import eventloop
 from marketban.adapters.progress import Progress
 from marketban.decider.batches import Send, send_grouped
 from marketban.decider.partitioning import partition_of
@@ -196,10 +197,10 @@ def feed_command(settings: Settings, file: str, wait_s: float, *, wait: bool = T
     """CLI entry of ``marketban feed``."""
     try:
         if file == "-":
-            asyncio.run(feed(settings, sys.stdin.buffer, wait_s, sys.stderr, wait=wait))
+            eventloop.run(feed(settings, sys.stdin.buffer, wait_s, sys.stderr, wait=wait))
         else:
             with open(file, "rb") as lines:  # noqa: PTH123 - a file object is what we stream
-                asyncio.run(feed(settings, lines, wait_s, sys.stderr, wait=wait))
+                eventloop.run(feed(settings, lines, wait_s, sys.stderr, wait=wait))
     except WorkerNotCatchingUpError as exc:
         print(f"marketban feed: {exc}", file=sys.stderr)  # noqa: T201
         return 1
@@ -211,5 +212,5 @@ def feed_command(settings: Settings, file: str, wait_s: float, *, wait: bool = T
 
 def tail_command(settings: Settings, idle_s: float) -> int:
     """CLI entry of ``marketban tail``."""
-    asyncio.run(tail(settings, idle_s, sys.stdout.buffer))
+    eventloop.run(tail(settings, idle_s, sys.stdout.buffer))
     return 0

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAlreadyExistsError
 
+from marketban.adapters import eventloop
 from marketban.domain.models import INPUT_TOPICS, OUTPUT_TOPICS
 from marketban.settings import KafkaOptions, Settings
 
@@ -130,7 +131,7 @@ async def check_access(settings: Settings) -> None:
 def access_status(settings: Settings) -> int | None:
     """None when access is fine (or cannot be judged yet); else prints why and returns 2."""
     try:
-        asyncio.run(check_access(settings))
+        eventloop.run(check_access(settings))
     except KafkaAccessError as exc:
         print(f"marketban: {exc}", file=sys.stderr)  # noqa: T201 - the command's own answer
         return 2
@@ -217,7 +218,7 @@ def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
 def topics_command(settings: Settings) -> int:
     """Create the missing topics and check the layout; 2 when partition counts are wrong."""
     try:
-        asyncio.run(
+        eventloop.run(
             prepare_topics(
                 settings.kafka(),
                 topic_plan(settings),
@@ -239,7 +240,7 @@ def ping_command(timeout: float) -> int:
         return status
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the answer below says it once
     try:
-        brokers = asyncio.run(wait_for_cluster(settings.kafka(), timeout))
+        brokers = eventloop.run(wait_for_cluster(settings.kafka(), timeout))
     except TimeoutError:
         print(  # noqa: T201
             f"marketban ping: the Kafka cluster at {settings.kafka_bootstrap} did not answer "

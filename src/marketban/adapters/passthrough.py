@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from marketban.adapters import eventloop
 from marketban.decider.transactions import RETRY_BACKOFF_MS, tune_transaction_retries
 from marketban.settings import KafkaOptions
 
@@ -141,5 +142,5 @@ def passthrough_command(
 ) -> int:
     """``marketban bench passthrough[-per-partition]``: run the passthrough until stopped."""
     run = passthrough_per_partition if per_partition else passthrough
-    asyncio.run(run(kafka, group, inputs, output))
+    eventloop.run(run(kafka, group, inputs, output))
     return 0

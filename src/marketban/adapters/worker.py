@@ -17,6 +17,7 @@ import mode
 from aiokafka import AIOKafkaProducer
 from faust.app.base import BootStrategy
 
+from marketban.adapters import eventloop
 from marketban.adapters.api import Api
 from marketban.adapters.follower import TopicFollower
 from marketban.adapters.logs import logging_config
@@ -196,7 +197,7 @@ def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
     status = topics_command(settings)
     if status:
         return status
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    asyncio.set_event_loop(eventloop.new_loop())
     worker_app = MarketbanWorker(settings, calendar)
     # Every record in flight allocates a handful of objects; with the default thresholds the
     # cyclic collector ran so often on the order path that it took most of Lane.add's time in a
