@@ -6,9 +6,11 @@ import itertools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from marketban.domain import engine as engine_module
 from marketban.domain.engine import Engine, Output, Source
 from marketban.domain.models import Violation
 from marketban.domain.proxy import (
@@ -454,3 +456,23 @@ def test_leaving_out_the_uses_not_worth_sending_changes_no_terminal_state_and_no
             found_filtered += on_use(filtered, use, CAL, 20, 5, None)[0]
     assert filtered == every
     assert found_filtered == found_every
+
+
+def test_what_was_sent_is_state_not_memory_a_new_engine_or_an_evicted_account_sends_no_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "_SENT_KEPT", 1)  # every other account evicted
+    first = _engine()
+    day = date(2024, 5, 13)
+    flow = [
+        ("orders", order("O1", "N1", mac=MAC, ip="10.0.0.1", at=_at(day, "10:00"))),
+        ("orders", order("O2", "N2", mac=MAC, ip="10.0.0.1", at=_at(day, "10:01"))),
+        ("orders", order("O3", "N1", mac=MAC, ip="10.0.0.1", at=_at(day, "10:02"))),
+    ]
+    assert _uses_sent(first, *_market(), *flow) == ["O1", "O2"]
+    reopened = Engine(CAL, first.state, first.proxy)  # a task reopened on the same store
+    again = [
+        ("orders", order("O4", "N2", mac=MAC, ip="10.0.0.1", at=_at(day, "10:03"))),
+        ("orders", order("O5", "N1", mac=MAC, ip="10.0.0.9", at=_at(day, "10:04"))),
+    ]
+    assert _uses_sent(reopened, *again) == ["O5"]  # O4 repeats O2; O5 has a new IP

@@ -9,6 +9,7 @@ register); replay and audit ignore those, the stream publishes them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -79,6 +80,8 @@ Output = tuple[str, str | None, BaseModel | Struct]
 #: R8's hops between the task of an account and the task of a terminal: outputs that come back
 #: as inputs (the stream re-keys them through its own topics; ``Engine.run`` takes them at once).
 ROUTED: Final = frozenset({"terminal-uses", "proxy-suspicions"})
+#: Accounts whose R8 notes an engine keeps decoded (``Engine._sent``): a few MB per task.
+_SENT_KEPT: Final = 16_384
 #: Outputs that are not records of the spec's output topics (R7 prints only those).
 INTERNAL_OUTPUTS: Final = frozenset({"ban-windows", *ROUTED})
 
@@ -261,6 +264,10 @@ class Engine:
         self.state = state or State()
         self.proxy = proxy or ProxyConfig()
         self._changed: list[BanWindows] = []
+        #: The latest ``state.sent_uses`` of the accounts that traded last, kept decoded: an
+        #: active trader's repeated orders then cost R8 no state read. Always what the state
+        #: holds (written through); an engine lives as long as its task's open store.
+        self._sent: OrderedDict[str, SentUses] = OrderedDict()
         self._bans_written = _Recording(self.state.bans)
         self.book = BanBook(calendar, self._bans_written, self._changed.append)
 
@@ -320,7 +327,11 @@ class Engine:
         What R8 keeps is read only for orders that name a MAC: the others never read it.
         """
         _prefetch(self.state.links, [account for account, _ in orders])
-        _prefetch(self.state.sent_uses, [a for a, payload in orders if b'"mac"' in payload])
+        sent = self._sent
+        _prefetch(
+            self.state.sent_uses,
+            [a for a, payload in orders if a not in sent and b'"mac"' in payload],
+        )
 
     def run(
         self,
@@ -512,7 +523,14 @@ class Engine:
         tid = terminal_id(terminal.mac) if terminal is not None else None
         if tid is None or terminal is None:
             return None
-        sent = self.state.sent_uses.get(order.account_id)
+        account = order.account_id
+        sent = self._sent.get(account)
+        if sent is not None:
+            self._sent.move_to_end(account)
+        else:
+            sent = self.state.sent_uses.get(account)
+            if sent is not None:
+                self._remember(account, sent)
         last = sent.by_terminal.get(tid) if sent is not None else None
         ip = terminal.ip or None
         if (  # most orders: no use is even built
@@ -524,7 +542,7 @@ class Engine:
         use = TerminalUse(
             terminal=tid,
             ip=ip,
-            account_id=order.account_id,
+            account_id=account,
             persons=m.persons,
             banned=m.banned,
             session=session,
@@ -536,8 +554,16 @@ class Engine:
         if keep is not None:
             sent = sent or SentUses()
             sent.by_terminal[tid] = keep
-            self.state.sent_uses[order.account_id] = sent
+            self.state.sent_uses[account] = sent
+            self._remember(account, sent)
         return ("terminal-uses", tid, use) if send else None
+
+    def _remember(self, account: str, sent: SentUses) -> None:
+        sent_cache = self._sent
+        sent_cache[account] = sent
+        sent_cache.move_to_end(account)
+        if len(sent_cache) > _SENT_KEPT:
+            sent_cache.popitem(last=False)  # the account that traded longest ago
 
     def _on_evidence(self, key: str | None, obj: dict[str, Any]) -> list[Output]:
         ev = validate(Evidence, obj)
