@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,7 +111,9 @@ class BanLog:
         self.start: dict[int, int] = {}  # offset of each partition's first kept record
         self.confirmed_ms: dict[int, int] = {}
         #: What each record did, computed by the first task to take it (handle_in_task).
-        self.outcomes: dict[tuple[int, int], BanOutcome] = {}
+        #: Oldest first; an OrderedDict, since a dict's first key is found by scanning the slots
+        #: of every key deleted before it (forget_outcomes and handling drop from the front).
+        self.outcomes: OrderedDict[tuple[int, int], BanOutcome] = OrderedDict()
 
     def add(self, partition: int, records: list[ConsumerRecord[bytes, bytes]], at: int) -> None:
         """Keep freshly read records of one partition."""
