@@ -8,7 +8,6 @@ web server (API, dashboard, metrics, health) and the read models: the ban regist
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from typing import Any
 
@@ -27,6 +26,7 @@ from marketban.domain.bans import BanView, BanWindows
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.fastpath import json_bytes
 from marketban.domain.models import AccountLink
+from marketban.service import heap
 from marketban.service.monitor import Disposition, ViolationLog
 from marketban.settings import Settings
 
@@ -199,12 +199,7 @@ def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
         return status
     asyncio.set_event_loop(eventloop.new_loop())
     worker_app = MarketbanWorker(settings, calendar)
-    # Every record in flight allocates a handful of objects; with the default thresholds the
-    # cyclic collector ran so often on the order path that it took most of Lane.add's time in a
-    # profile of the reference load. What is alive at start (modules, calendars) is frozen out.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    heap.tune_collector()
     worker = faust.Worker(
         worker_app.app,
         *worker_app.services(),

@@ -9,6 +9,7 @@ from typing import Any
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import Engine, Source
 from marketban.domain.fastpath import json_bytes
+from marketban.service.heap import tune_collector
 from marketban.service.synthetic import FLOW_TOPICS, generate, messages
 
 
@@ -28,6 +29,8 @@ def _one_run(calendar: MarketCalendar, reference: list[Any], flow: list[Any]) ->
     engine = Engine(calendar)
     for topic, key, payload in reference:
         engine.handle(topic, key, payload, Source(topic))
+    # As the worker runs: there the state is in RocksDB, not objects a full collection walks.
+    tune_collector()
     decisions = produced = 0
     start = time.perf_counter()
     for offset, (topic, key, payload) in enumerate(flow):
