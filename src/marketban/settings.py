@@ -159,6 +159,11 @@ class Settings(BaseSettings):
         return f"{self.app_id}-state-changelog"
 
     @property
+    def decision_counts_topic(self) -> str:
+        """Decisions by verdict, one record per task and batch: what dashboards count from."""
+        return f"{self.app_id}-decision-counts"
+
+    @property
     def ticks_topic(self) -> str:
         """Where the decider appends a tick to have its fetch answered at once (never read)."""
         return f"{self.app_id}-ticks"

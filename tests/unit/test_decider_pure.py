@@ -195,7 +195,8 @@ def _task(tmp_path: Path, idle_s: float = 60.0) -> Any:
         group="g", partitions=1, changelog="p.c", batch_max=100,
         max_idle_s=idle_s, calendar=CAL, topics=names,
         outputs={"decisions": "p.decisions", "violations": "p.violations",
-                 "rejected": "p.rejected", "ban-windows": "p.bw", "terminal-uses": "p.tu"},
+                 "rejected": "p.rejected", "ban-windows": "p.bw", "terminal-uses": "p.tu",
+                 "decision-counts": "p.dc"},
     )  # fmt: skip
     lanes = [Lane(TopicPartition(t, 0), names[t]) for t in ("p.orders", "p.executions")]
     return Task(0, config, TaskStore(tmp_path / "t"), (), lanes, BanLog())
@@ -221,6 +222,24 @@ def test_a_task_takes_records_in_timestamp_order_across_its_partitions(tmp_path:
     topics = [topic for topic, _p, _k, _v in task._sends]
     # the broken execution (timestamp 10) is rejected before the order (20) is decided
     assert topics == ["p.rejected", "p.decisions"]
+
+
+def test_a_sealed_batch_carries_one_record_of_its_decisions_by_verdict(tmp_path: Path) -> None:
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    task = _task(tmp_path)
+    orders, executions = task.lanes
+    orders.add(
+        [_record("p.orders", i, 20 + i, orjson.dumps(order(f"O{i}"))) for i in range(3)],
+        fetched_ms=100,
+    )
+    task.bans.confirmed_ms[0] = orders.confirmed_ms = executions.confirmed_ms = 101
+    assert task.collect() == 3
+    task.producers = (None,)  # type: ignore[assignment] # seal only names the batch's producer
+    batch = task.seal()
+    counts = [(p, orjson.loads(v)) for t, p, _k, v in batch.sends if t == "p.dc"]
+    assert counts == [(0, {"verdict:allow": 3})]  # nobody is linked to A1: three allowed
+    assert task.seal().sends == []  # an empty batch counts nothing
 
 
 def test_a_task_holds_a_record_until_every_empty_partition_is_seen_after_it(

@@ -90,11 +90,15 @@ def test_tally_counts_per_minute_and_keeps_a_bounded_window() -> None:
     assert tally.totals == {"verdict:allow": 3, "verdict:block": 1}
 
 
-def test_decisions_are_counted_by_verdict_and_foreign_records_are_ignored() -> None:
+def test_decision_counts_add_up_by_verdict_and_foreign_records_are_ignored() -> None:
     log = ViolationLog(capacity=10)
-    log.on_decision(b'{"order_id":"O1","verdict":"block"}', 0)
-    log.on_decision(b"not json", 0)
-    assert log.tally.totals == {"verdict:block": 1}
+    log.on_counts(b'{"verdict:block":2,"verdict:allow":5}', 0)
+    log.on_counts(b'{"verdict:block":1}', 61_000)
+    log.on_counts(b"not json", 0)
+    log.on_counts(b'{"order_id":"O1","verdict":"block"}', 0)  # a decision is not a count
+    log.on_counts(b'{"kind:blocked_attempt":3}', 0)  # violations are counted from violations
+    assert log.tally.totals == {"verdict:block": 3, "verdict:allow": 5}
+    assert [m["verdict:block"] for m in log.tally.series(5)] == [2, 1]
 
 
 def test_openapi_document_is_valid_and_names_every_endpoint() -> None:

@@ -206,6 +206,8 @@ def topic_plan(settings: Settings) -> dict[str, dict[str, str]]:
     plan[settings.ban_windows_topic] = {"cleanup.policy": "compact"}
     plan[settings.changelog_topic] = {"cleanup.policy": "compact"}
     plan[settings.ticks_topic] = {"retention.ms": "60000", "segment.ms": "60000"}
+    # The dashboard keeps a day of counts per minute of broker time (service.monitor.Tally).
+    plan[settings.decision_counts_topic] = {**_ARRIVAL_TIME, "retention.ms": str(2 * 86_400_000)}
     # R8's re-keying (by terminal, and back by account): read within seconds by the tasks; a
     # week covers any outage that leaves the group's committed offsets meaningful.
     for internal in settings.routed_topics.values():

@@ -123,7 +123,7 @@ class MarketbanWorker:
         )
         self.violation_log = ViolationLog(s.violations_kept)
         self._observed = {
-            s.topic("decisions"): self.violation_log.on_decision,
+            s.decision_counts_topic: self.violation_log.on_counts,
             s.topic("violations"): self.violation_log.on_violation,
         }
         self.observer = TopicFollower(

@@ -81,6 +81,7 @@ class Decider:
             outputs={
                 **{name: s.topic(name) for name in OUTPUT_TOPICS},
                 "ban-windows": s.ban_windows_topic,
+                "decision-counts": s.decision_counts_topic,
                 **s.routed_topics,
             },
             proxy=proxy_config(s),

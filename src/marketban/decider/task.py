@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgspec
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import BaseModel, Field
 
@@ -60,6 +61,7 @@ _NEVER: Final = -1
 #: Terminal uses per record: a few hundred bytes each, well inside Kafka's 1 MB message limit.
 _USES_PER_RECORD: Final = 1000
 _BANS_RANK: Final = TOPIC_RANK["bans"]
+_COUNTS_ENCODER: Final = msgspec.json.Encoder()
 
 
 class BanPositions(BaseModel):
@@ -202,6 +204,7 @@ class Task:
         self._held_since: float | None = None
         self._sends: list[Send] = []
         self._uses: dict[int, list[TerminalUse]] = {}
+        self._verdicts: dict[str, int] = {}
         self._offsets: dict[TopicPartition, int] = {}
         # Of the last sealed batch (none yet: set).
         self._sent, self._offsets_added = asyncio.Event(), asyncio.Event()
@@ -387,6 +390,9 @@ class Task:
                 part = zlib.crc32(key.encode()) % partitions
                 self._uses.setdefault(part, []).append(value)
                 continue
+            if topic == "decisions":
+                name = f"verdict:{getattr(value, 'verdict', '')}"
+                self._verdicts[name] = self._verdicts.get(name, 0) + 1
             raw_key = key.encode() if key is not None else None
             part = partition_of(raw_key, partitions) if raw_key is not None else self.number
             sends.append((names[topic], part, raw_key, json_bytes(value)))
@@ -410,6 +416,12 @@ class Task:
         """
         staged = self.store.stage()
         self._flush_uses()
+        if self._verdicts:
+            # The dashboard's counts, one record a batch: every worker follows these, not the
+            # decisions themselves (docs/architecture.md, "Broadcast").
+            counts = self.config.outputs["decision-counts"]
+            self._sends.append((counts, self.number, None, _COUNTS_ENCODER.encode(self._verdicts)))
+            self._verdicts = {}
         sends, self._sends = self._sends, []
         offsets, self._offsets = self._offsets, {}
         producer = self.producers[self._turn]

@@ -1,8 +1,9 @@
 """What the analysts' dashboard watches: violations with their dispositions, and counts over time.
 
-Fed from the ``violations``, ``violation-dispositions`` and ``decisions`` topics (every worker
-follows them, read_committed), so any worker answers for the whole cluster. Pure: the caller
-passes each record and its broker timestamp; listeners hear of each new or changed violation.
+Fed from the ``violations`` and ``violation-dispositions`` topics and the decider's decision
+counts (every worker follows them, read_committed), so any worker answers for the whole
+cluster. Pure: the caller passes each record and its broker timestamp; listeners hear of each
+new or changed violation.
 """
 
 from __future__ import annotations
@@ -48,11 +49,7 @@ class ViolationEntry(BaseModel):
     disposition: Disposition | None = None
 
 
-class _Tick(msgspec.Struct):
-    verdict: str = ""
-
-
-_tick_decoder = msgspec.json.Decoder(_Tick)
+_counts_decoder = msgspec.json.Decoder(dict[str, int])
 
 
 class Tally:
@@ -63,8 +60,8 @@ class Tally:
         self._buckets: OrderedDict[int, dict[str, int]] = OrderedDict()
         self.totals: defaultdict[str, int] = defaultdict(int)
 
-    def add(self, name: str, timestamp_ms: int) -> None:
-        """Count one ``name`` (e.g. ``verdict:block``) at a broker timestamp."""
+    def add(self, name: str, timestamp_ms: int, count: int = 1) -> None:
+        """Count ``count`` of ``name`` (e.g. ``verdict:block``) at a broker timestamp."""
         minute = timestamp_ms // 60_000
         bucket = self._buckets.get(minute)
         if bucket is None:
@@ -74,8 +71,8 @@ class Tally:
                 self._buckets = OrderedDict(sorted(self._buckets.items()))
             while len(self._buckets) > self._minutes:
                 self._buckets.popitem(last=False)
-        bucket[name] = bucket.get(name, 0) + 1
-        self.totals[name] += 1
+        bucket[name] = bucket.get(name, 0) + count
+        self.totals[name] += count
 
     def series(self, last: int) -> list[dict[str, int | str]]:
         """The last ``last`` minutes that have counts, oldest first, each with its minute."""
@@ -96,13 +93,15 @@ class ViolationLog:
         self.tally = Tally()
         self.listeners: list[Callable[[ViolationEntry], None]] = []
 
-    def on_decision(self, value: bytes, timestamp_ms: int) -> None:
-        """Count one record of the ``decisions`` topic by its verdict."""
+    def on_counts(self, value: bytes, timestamp_ms: int) -> None:
+        """Add one record of the decision counts (a task's batch: verdict name -> decisions)."""
         try:
-            verdict = _tick_decoder.decode(value).verdict
+            counts = _counts_decoder.decode(value)
         except msgspec.DecodeError:
-            return  # the worker writes decisions; a foreign record is not ours to count
-        self.tally.add(f"verdict:{verdict}", timestamp_ms)
+            return  # the worker writes these; a foreign record is not ours to count
+        for name, count in counts.items():
+            if name.startswith("verdict:") and count > 0:
+                self.tally.add(name, timestamp_ms, count)
 
     def on_violation(self, value: bytes, timestamp_ms: int) -> None:
         """Add one record of the ``violations`` topic (a repeat of an id changes nothing)."""
