@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from typing import Any
@@ -38,6 +39,7 @@ def _one_run(calendar: MarketCalendar, reference: list[Any], flow: list[Any]) ->
             produced += len(json_bytes(value))
             decisions += out_topic == "decisions"
     elapsed = time.perf_counter() - start
+    gc.unfreeze()  # this run's engine goes; the next run freezes its own reference state
     return {
         "decisions": decisions,
         "elapsed_s": round(elapsed, 3),
