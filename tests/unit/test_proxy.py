@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketban.domain import engine as engine_module
 from marketban.domain.engine import Engine, Output, Source
 from marketban.domain.models import Violation
 from marketban.domain.proxy import (
@@ -22,6 +21,7 @@ from marketban.domain.proxy import (
     terminal_id,
     worth_sending,
 )
+from marketban.domain.rules import terminals as terminals_module
 from tests.unit.helpers import CAL, ban, controlled, feed, holding, key_of, link, order
 
 MAC = "00:1B:44:11:3A:B7"
@@ -461,7 +461,7 @@ def test_leaving_out_the_uses_not_worth_sending_changes_no_terminal_state_and_no
 def test_what_was_sent_is_state_not_memory_a_new_engine_or_an_evicted_account_sends_no_repeat(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine_module, "_SENT_KEPT", 1)  # every other account evicted
+    monkeypatch.setattr(terminals_module, "_SENT_KEPT", 1)  # every other account evicted
     first = _engine()
     day = date(2024, 5, 13)
     flow = [
