@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         description="seconds a task holds its records back for a lagging input partition that "
         "may still deliver earlier ones (then it goes on: the order is no longer guaranteed)",
     )
+    decision_counts_every: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="seconds between a task's decision-counts records, the dashboard's totals "
+        "(0: one with every transaction, which then touches one more partition)",
+    )
     web_advertised_host: str = Field(
         "",
         description="host name other workers reach this one's web server at (API routing); "

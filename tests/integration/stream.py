@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from marketban.adapters.kafka_admin import wait_caught_up as caught_up
 from marketban.adapters.processes import Child, free_port, wait_ready
 
@@ -86,6 +88,31 @@ def outcome(
             value.pop("detected_at")
             violations.setdefault(value["violation_id"], []).append(value)
     return decisions, violations
+
+
+async def decision_counts(bootstrap: str, prefix: str) -> dict[str, int]:
+    """The committed decision-counts records of the worker group, added up by verdict."""
+    topic = f"{prefix}worker-decision-counts"
+    # Named at start, so its metadata (its partitions) is fetched then.
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, isolation_level="read_committed"
+    )
+    await consumer.start()
+    totals: dict[str, int] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.unsubscribe()
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for rec in records:
+                    for name, count in json.loads(rec.value or b"{}").items():
+                        totals[name] = totals.get(name, 0) + count
+    finally:
+        await consumer.stop()
+    return totals
 
 
 async def wait_caught_up(bootstrap: str, prefix: str, within_s: float = 120) -> None:

@@ -332,9 +332,15 @@ async def next_event(response: aiohttp.ClientResponse) -> dict[str, Any]:
 def test_stats_count_decisions_by_verdict_and_violations_by_kind(cluster: Cluster) -> None:
     _, outputs = replayed()
     blocks = sum(o["topic"] == "decisions" and o["value"]["verdict"] == "block" for o in outputs)
-    status, stats = http(cluster.ports[1], "/api/stats?minutes=60")
-    assert status == 200
-    assert stats["totals"]["verdict:block"] >= blocks  # the stream test may add one more
+
+    def counted() -> dict[str, Any] | None:
+        # A task's counts are sent at most every MARKETBAN_DECISION_COUNTS_EVERY (1 s).
+        status, stats = http(cluster.ports[1], "/api/stats?minutes=60")
+        assert status == 200
+        # the stream test may add one more
+        return stats if stats["totals"].get("verdict:block", 0) >= blocks else None
+
+    stats = eventually(counted, within_s=15, what=f"{blocks} blocks counted")
     assert sum(stats["series"][-1].get(k, 0) for k in stats["totals"]) > 0
     assert http(cluster.ports[1], "/api/stats?minutes=0")[0] == 400
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from marketban.adapters.kafka_admin import ensure_topics
 from tests.integration.stream import (
     cli,
+    decision_counts,
     outcome,
     replay,
     start_worker,
@@ -125,6 +127,10 @@ def test_a_worker_killed_mid_stream_is_replaced_without_loss_or_duplicates(
     assert all(len(v) == 1 for v in got_violations.values()), "a violation was emitted twice"
     assert got_decisions == want_decisions, worker2.log()[-5000:]
     assert got_violations == want_violations
+    # The dashboard's counts went through the kill too: counts the killed worker had committed
+    # but not yet sent were sent by its successor, once; the successor sent its own as it stopped.
+    by_verdict = Counter(f"verdict:{d[0]['verdict']}" for d in got_decisions.values())
+    assert asyncio.run(decision_counts(kafka_bootstrap, topic_prefix)) == dict(by_verdict)
 
 
 POISON = [

@@ -184,7 +184,7 @@ def test_the_stored_ban_view_loads_a_person_from_the_store_and_matches_the_eager
     assert verdicts(feed(eager, ("orders", order("O2")))) == {"O2": "block"}
 
 
-def _task(tmp_path: Path, idle_s: float = 60.0) -> Any:
+def _task(tmp_path: Path, idle_s: float = 60.0, counts_every_s: float = 1.0) -> Any:
     from aiokafka import TopicPartition  # noqa: PLC0415
 
     from marketban.decider.task import BanLog, Lane, Task, TaskConfig  # noqa: PLC0415
@@ -193,7 +193,7 @@ def _task(tmp_path: Path, idle_s: float = 60.0) -> Any:
     names = {"p.orders": "orders", "p.executions": "executions", "p.bans": "bans"}
     config = TaskConfig(
         group="g", partitions=1, changelog="p.c", batch_max=100,
-        max_idle_s=idle_s, calendar=CAL, topics=names,
+        max_idle_s=idle_s, calendar=CAL, topics=names, counts_every_s=counts_every_s,
         outputs={"decisions": "p.decisions", "violations": "p.violations",
                  "rejected": "p.rejected", "ban-windows": "p.bw", "terminal-uses": "p.tu",
                  "decision-counts": "p.dc"},
@@ -240,6 +240,69 @@ def test_a_sealed_batch_carries_one_record_of_its_decisions_by_verdict(tmp_path:
     counts = [(p, orjson.loads(v)) for t, p, _k, v in batch.sends if t == "p.dc"]
     assert counts == [(0, {"verdict:allow": 3})]  # nobody is linked to A1: three allowed
     assert task.seal().sends == []  # an empty batch counts nothing
+
+
+def _decide(task: Any, first: int, n: int) -> Any:
+    """Queue ``n`` orders from offset ``first`` on the task's orders lane, handle and seal them."""
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    orders, executions = task.lanes
+    orders.add(
+        [
+            _record("p.orders", i, 20 + i, orjson.dumps(order(f"O{i}")))
+            for i in range(first, first + n)
+        ],
+        fetched_ms=100,
+    )
+    task.bans.confirmed_ms[0] = orders.confirmed_ms = executions.confirmed_ms = 101
+    assert task.collect() == n
+    task.producers = (None,)
+    return task.seal()
+
+
+def _counts(batch: Any) -> list[dict[str, int]]:
+    return [orjson.loads(v) for t, _p, _k, v in batch.sends if t == "p.dc"]
+
+
+def test_counts_not_yet_due_are_committed_in_the_orders_offset_metadata(tmp_path: Path) -> None:
+    from aiokafka import TopicPartition  # noqa: PLC0415
+
+    task = _task(tmp_path, counts_every_s=3600)
+    anchor = TopicPartition("p.orders", 0)
+    first = _decide(task, 0, 2)
+    assert _counts(first) == [{"verdict:allow": 2}]  # the first is due at once
+    assert first.offsets[anchor] == (2, "")  # nothing left over
+    later = _decide(task, 2, 3)
+    assert _counts(later) == []  # the next record is an hour away
+    assert later.offsets[anchor] == (5, '{"verdict:allow":3}')  # committed with the batch
+    again = _decide(task, 5, 1)
+    assert again.offsets[anchor] == (6, '{"verdict:allow":4}')  # they add up
+
+
+def test_a_reopened_task_sends_the_counts_its_committed_offset_carries_once(
+    tmp_path: Path,
+) -> None:
+    from aiokafka import TopicPartition  # noqa: PLC0415
+
+    anchor = TopicPartition("p.orders", 0)
+    task = _task(tmp_path, counts_every_s=3600)
+    task.resume_counts(7, '{"verdict:block":2}')
+    # Due at once, with no new record: a batch of its own, the offset unchanged and cleared.
+    assert task.counts_wait() == 0.0
+    task.producers = (None,)
+    alone = task.seal()
+    assert _counts(alone) == [{"verdict:block": 2}]
+    assert alone.offsets == {anchor: (7, "")}
+    assert task.counts_wait() is None
+    assert _counts(_decide(task, 7, 1)) == []  # sent: not sent again
+    garbled = _task(tmp_path / "other", counts_every_s=3600)
+    garbled.resume_counts(3, "written by someone else")  # ignored, with a warning
+    assert garbled.counts_wait() is None
+
+
+def test_with_counts_every_zero_each_batch_sends_its_own_counts(tmp_path: Path) -> None:
+    task = _task(tmp_path, counts_every_s=0)
+    assert [_counts(_decide(task, i, 1)) for i in range(3)] == [[{"verdict:allow": 1}]] * 3
 
 
 def test_a_task_holds_a_record_until_every_empty_partition_is_seen_after_it(

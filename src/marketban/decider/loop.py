@@ -24,6 +24,7 @@ from aiokafka import (
     ConsumerRebalanceListener,
     TopicPartition,
 )
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from marketban.decider.assignor import TaskAssignor
@@ -76,6 +77,7 @@ class Decider:
             changelog=s.changelog_topic,
             batch_max=s.batch_max,
             max_idle_s=s.max_task_idle,
+            counts_every_s=s.decision_counts_every,
             calendar=calendar,
             topics=self.topics,
             outputs={
@@ -98,6 +100,7 @@ class Decider:
         self._consumer: AIOKafkaConsumer | None = None
         self._bans_targets: dict[TopicPartition, int] = {}
         self._ticker: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None  # reads committed offsets' metadata
         self._ticked = 0.0
         self._paused: set[int] = set()
         self._generation = 0
@@ -125,6 +128,8 @@ class Decider:
         )
         self._ticker = AIOKafkaProducer(**s.kafka(), acks=1, linger_ms=0)
         await self._ticker.start()
+        self._admin = AIOKafkaAdminClient(**s.kafka())
+        await self._admin.start()
         await self._consumer.start()
         self._consumer.subscribe([*self.topics, s.ticks_topic], listener=_Listener(self))
         self._loops = [
@@ -144,6 +149,9 @@ class Decider:
                 await self._consumer.stop()
         if self._ticker is not None:
             await _close_producer(self._ticker)
+        if self._admin is not None:
+            with contextlib.suppress(KafkaError):
+                await self._admin.close()
 
     def readiness(self) -> dict[str, bool]:
         """What must hold before this worker decides: tasks assigned and restored, bans read."""
@@ -322,7 +330,7 @@ class Decider:
                     committing = None
                 await self._confirm(task)
                 handled = task.collect()
-                if handled:
+                if handled or task.counts_wait() == 0.0:
                     txn = task.start(task.seal(), committing)
                     if committing is not None:
                         # At most two in flight (and the next batch's producer must be free).
@@ -335,10 +343,16 @@ class Decider:
                         await self._landed(task, txn)
                         committing = None
                     continue
-                if task.idle_wait() is not None:
+                idle = task.idle_wait()
+                if idle is not None:
                     self._tick()
+                counts = task.counts_wait()
+                wait = min((w for w in (idle, counts) if w is not None), default=None)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(task.wake.wait(), task.idle_wait())
+                    await asyncio.wait_for(task.wake.wait(), wait)
+            if task.counts_wait() is not None:
+                # Counts not yet sent go now: a dashboard need not wait for the next owner.
+                committing = task.start(task.seal(), committing)
             if committing is not None:
                 await self._landed(task, committing)
         except FencedError as exc:
@@ -426,8 +440,9 @@ class Decider:
                 self._consumer.resume(*task.by_tp)
 
     async def _open_task(self, number: int) -> None:
-        consumer = self._consumer
+        consumer, admin = self._consumer, self._admin
         assert consumer is not None  # noqa: S101 - set by start()
+        assert admin is not None  # noqa: S101 - set by start()
         s = self.settings
         tps = [TopicPartition(t, number) for t, name in self.topics.items() if name != "bans"]
         lanes = [Lane(tp, self.topics[tp.topic]) for tp in tps]
@@ -460,14 +475,19 @@ class Decider:
             store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
             task = Task(number, self.config, store, producers, lanes, self.bans)
             self.tasks[number] = task  # the fetch loop queues its records from now on
+            # The committed offsets with their metadata (the anchor's carries decision counts).
+            found = await admin.list_consumer_group_offsets(s.app_id, partitions=tps)
             for lane in lanes:
-                committed = await consumer.committed(lane.tp)
+                mark = found.get(lane.tp)
+                committed = mark.offset if mark is not None and mark.offset >= 0 else None
                 if committed is None:
                     beginning = await consumer.beginning_offsets([lane.tp])
                     committed = beginning[lane.tp]
                 current()
                 consumer.seek(lane.tp, committed)
                 lane.reset(committed)
+                if lane.tp == task.anchor:
+                    task.resume_counts(committed, mark.metadata if mark is not None else "")
             await restore(s.kafka(), store, s.changelog_topic, number)
             current()
             task.load()

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import msgspec
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 from pydantic import BaseModel, Field
 
 from marketban.decider.banview import PersonDecisions, StoredBanView
@@ -62,6 +63,7 @@ _NEVER: Final = -1
 _USES_PER_RECORD: Final = 1000
 _BANS_RANK: Final = TOPIC_RANK["bans"]
 _COUNTS_ENCODER: Final = msgspec.json.Encoder()
+_COUNTS_DECODER: Final = msgspec.json.Decoder(dict[str, int])
 
 
 class BanPositions(BaseModel):
@@ -148,6 +150,8 @@ class TaskConfig:
     outputs: dict[str, str]  # output: the engine's name -> full name
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     metrics: Any = None  # marketban.app.metrics.Metrics (observed, never read by the task)
+    #: Seconds between a task's decision-counts records (0: one with every batch).
+    counts_every_s: float = 1.0
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -205,6 +209,12 @@ class Task:
         self._sends: list[Send] = []
         self._uses: dict[int, list[TerminalUse]] = {}
         self._verdicts: dict[str, int] = {}
+        # Decision counts committed but not yet in a decision-counts record: they travel in the
+        # metadata of the anchor's committed offset (see _count).
+        self.anchor = next((lane.tp for lane in self.lanes if lane.topic == "orders"), None)
+        self.anchor_next: int | None = None
+        self.pending: dict[str, int] = {}
+        self._counts_at = 0.0  # monotonic time from which the next counts record is due
         self._offsets: dict[TopicPartition, int] = {}
         # Of the last sealed batch (none yet: set).
         self._sent, self._offsets_added = asyncio.Event(), asyncio.Event()
@@ -221,6 +231,27 @@ class Task:
         stored = self.positions.get("bans")
         self.ban_next = dict(stored.offsets) if stored else {}
         self.store.discard()
+
+    def resume_counts(self, offset: int, metadata: str) -> None:
+        """Take the anchor's committed offset and the decision counts its metadata carries."""
+        self.anchor_next = offset
+        self.pending = {}
+        if metadata:
+            try:
+                self.pending = _COUNTS_DECODER.decode(metadata)
+            except msgspec.DecodeError:
+                log.warning(
+                    "task %d: committed offset metadata %r is not decision counts; ignored",
+                    self.number, metadata[:80],
+                )  # fmt: skip
+
+    def counts_wait(self) -> float | None:
+        """Seconds until committed counts are due in a record, or None when none wait."""
+        if not self.pending or self.anchor_next is None:
+            return None
+        if self.stopping:
+            return 0.0
+        return max(self._counts_at - time.monotonic(), 0.0)
 
     # ---- the merge -----------------------------------------------------------------------------
 
@@ -416,23 +447,64 @@ class Task:
         """
         staged = self.store.stage()
         self._flush_uses()
-        if self._verdicts:
-            # The dashboard's counts, one record a batch: every worker follows these, not the
-            # decisions themselves (docs/architecture.md, "Broadcast").
-            counts = self.config.outputs["decision-counts"]
-            self._sends.append((counts, self.number, None, _COUNTS_ENCODER.encode(self._verdicts)))
-            self._verdicts = {}
-        sends, self._sends = self._sends, []
         offsets, self._offsets = self._offsets, {}
+        committed = self._count(offsets)
+        sends, self._sends = self._sends, []
         producer = self.producers[self._turn]
         # Batches take turns on the task's producers: see PRODUCERS_PER_TASK.
         self._turn = (self._turn + 1) % len(self.producers)
         changelog: list[Send] = [
             (self.config.changelog, self.number, k, v) for k, v in staged.items()
         ]
-        batch = Batch(sends, changelog, offsets, producer, self._sent, self._offsets_added)
+        batch = Batch(sends, changelog, committed, producer, self._sent, self._offsets_added)
         self._sent, self._offsets_added = batch.sent, batch.offsets_added
         return batch
+
+    def _count(
+        self, offsets: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int | OffsetAndMetadata]:
+        """The batch's decisions, counted by verdict for the dashboard, exactly once.
+
+        Every worker follows these counts, not the decisions (docs/architecture.md,
+        "Broadcast"). A record per batch would add a partition to every transaction, which
+        costs its commit more than its records do; so the counts are sent at most every
+        ``counts_every_s``, and until then travel, committed with the batch, as the metadata of
+        the anchor's offset (the orders partition: every batch that decides commits it). A task
+        reopened elsewhere takes them from there (``resume_counts``): none is lost or repeated.
+        Kafka Streams keeps a task's stream time in the same place. Returns the offsets to commit.
+        """
+        verdicts, self._verdicts = self._verdicts, {}
+        anchor, pending = self.anchor, self.pending
+        clock = time.monotonic()
+        due = self.stopping or clock >= self._counts_at  # closing: whatever is pending goes
+        if (
+            anchor is not None
+            and anchor not in offsets
+            and pending
+            and self.anchor_next is not None
+            and due
+        ):
+            offsets[anchor] = self.anchor_next  # a batch of its own for counts that are due
+        if anchor is None or anchor not in offsets:
+            if verdicts:  # decided off the anchor (none are today): counted at once
+                self._send_counts(verdicts)
+            unchanged: dict[TopicPartition, int | OffsetAndMetadata] = dict(offsets)
+            return unchanged
+        self.anchor_next = offsets[anchor]
+        for name, count in verdicts.items():
+            pending[name] = pending.get(name, 0) + count
+        metadata = ""
+        if pending and due:
+            self._send_counts(pending)
+            self.pending = {}
+            self._counts_at = clock + self.config.counts_every_s
+        elif pending:
+            metadata = _COUNTS_ENCODER.encode(pending).decode()
+        return {**offsets, anchor: OffsetAndMetadata(offsets[anchor], metadata)}
+
+    def _send_counts(self, counts: dict[str, int]) -> None:
+        topic = self.config.outputs["decision-counts"]
+        self._sends.append((topic, self.number, None, _COUNTS_ENCODER.encode(counts)))
 
     def start(self, batch: Batch, after: asyncio.Future[None] | None) -> asyncio.Task[None]:
         """``transact`` in the background; the task's loop is woken when it ends."""
@@ -501,7 +573,7 @@ class Batch:
 
     sends: list[Send]
     changelog: list[Send]
-    offsets: dict[TopicPartition, int]
+    offsets: dict[TopicPartition, int | OffsetAndMetadata]
     producer: AIOKafkaProducer
     #: Set once every record of the batch before this one is appended (or it failed).
     after_sent: asyncio.Event
