@@ -110,7 +110,7 @@ bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md (table) and bench-resul
 	$(VENV)/bin/marketban bench e2e --orders $(BENCH_E2E_ORDERS) --runs $(BENCH_RUNS) \
 	  --latency-seconds $(BENCH_LATENCY_S) | tee .local/bench-e2e.json; \
 	$(VENV)/bin/marketban bench reference | tee .local/bench-reference.json; \
-	$(PY) -m marketban.service.bench_report .local/bench-engine.json .local/bench-e2e.json \
+	$(PY) -m marketban.bench.report .local/bench-engine.json .local/bench-e2e.json \
 	  .local/bench-reference.json \
 	  docs/benchmarks.md bench-results.json "$(KAFKA_VERSION)" "$$(date -u +%FT%TZ)"; \
 	echo "wrote docs/benchmarks.md and bench-results.json"

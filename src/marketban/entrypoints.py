@@ -11,9 +11,9 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 
 from marketban.adapters import eventloop
+from marketban.bench.engine import bench_engine
 from marketban.domain.calendars import default_calendar
 from marketban.domain.engine import Engine
-from marketban.service.bench import bench_engine
 from marketban.service.replay import replay
 from marketban.service.synthetic import generate
 from marketban.settings import Settings, proxy_config
@@ -137,20 +137,20 @@ def _bench_command(args: argparse.Namespace, settings: Settings) -> int:
         if (status := access_status(settings)) is not None:
             return status
     if args.bench in {"passthrough", "passthrough-per-partition"}:
-        from marketban.adapters.passthrough import passthrough_command  # noqa: PLC0415
+        from marketban.bench.passthrough import passthrough_command  # noqa: PLC0415
 
         per_partition = args.bench == "passthrough-per-partition"
         return passthrough_command(
             settings.kafka(), args.group, args.inputs, args.output, per_partition=per_partition
         )
     if args.bench == "reference":
-        from marketban.adapters.bench_reference import bench_reference  # noqa: PLC0415
+        from marketban.bench.reference import bench_reference  # noqa: PLC0415
 
         figures = eventloop.run(bench_reference(settings, args.banned_persons, args.accounts))
         print(json.dumps(figures))  # noqa: T201
         return 0
     if args.bench == "e2e":
-        from marketban.adapters.bench_e2e import E2EOptions, bench_e2e  # noqa: PLC0415
+        from marketban.bench.e2e import E2EOptions, bench_e2e  # noqa: PLC0415
 
         opts = E2EOptions(
             orders=args.orders,

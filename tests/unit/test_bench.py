@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from marketban.bench.engine import bench_engine
+from marketban.bench.report import BEGIN, END, main, render_table, splice
 from marketban.domain.calendars import default_calendar
-from marketban.service.bench import bench_engine
-from marketban.service.bench_report import BEGIN, END, main, render_table, splice
 
 
 def test_engine_bench_decides_every_order_in_every_run_and_reports_the_median() -> None:

@@ -139,7 +139,7 @@ def splice(document: str, block: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m marketban.service.bench_report ENGINE E2E REFERENCE DOC OUT KAFKA AT``."""
+    """``python -m marketban.bench.report ENGINE E2E REFERENCE DOC OUT KAFKA AT``."""
     engine_file, e2e_file, reference_file, doc_file, out_file, kafka_version, measured_at = argv
     results = {
         "measured_at": measured_at,
