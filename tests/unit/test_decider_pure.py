@@ -330,6 +330,10 @@ def test_a_held_record_goes_on_after_the_idle_limit(tmp_path: Path) -> None:
     orders.add([_record("p.orders", 0, 20, orjson.dumps(order("O2")))], fetched_ms=100)
     executions.confirmed_ms = -1  # lagging and silent
     assert task.collect() == 1
+    # Nothing is queued any more: nothing is held, so the task's loop sleeps until woken
+    # (a held mark left behind would have it tick and spin on a zero timeout).
+    assert not task.waiting()
+    assert task.idle_wait() is None
 
 
 def test_a_ban_computed_by_one_task_and_taken_by_another_leaves_the_same_state_and_outputs(

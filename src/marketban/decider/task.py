@@ -354,6 +354,10 @@ class Task:
                 else:
                     limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
             count += 1
+        if not heap:
+            # Nothing left to hold (what was held went on after max_idle_s, or was released):
+            # a mark left set would keep the loop ticking on a zero wait.
+            self._held_since = None
         if bans_handled:
             self.positions["bans"] = BanPositions(offsets=self.ban_next)
         return count
