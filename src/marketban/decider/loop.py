@@ -26,6 +26,7 @@ from aiokafka import (
 )
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
 from marketban.decider.assignor import TaskAssignor
 from marketban.decider.partitioning import ACCOUNT_TOPICS
@@ -52,6 +53,8 @@ MAX_QUEUED: Final = 5_000
 _FETCH_WAIT_MS: Final = 10
 _POLL_MS: Final = 100
 _TICK_EVERY_S: Final = 0.001
+#: Attempts at reading a task's committed offsets while the coordinator is not ready.
+_COMMITTED_TRIES: Final = 40
 #: How often an idle task's changelog partition is checked for a hanging transaction.
 HANGING_CHECK_S: Final = 15.0
 
@@ -476,7 +479,7 @@ class Decider:
             task = Task(number, self.config, store, producers, lanes, self.bans)
             self.tasks[number] = task  # the fetch loop queues its records from now on
             # The committed offsets with their metadata (the anchor's carries decision counts).
-            found = await admin.list_consumer_group_offsets(s.app_id, partitions=tps)
+            found = await _committed(admin, s.app_id, tps)
             for lane in lanes:
                 mark = found.get(lane.tp)
                 committed = mark.offset if mark is not None and mark.offset >= 0 else None
@@ -575,6 +578,28 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is 
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._decider.on_assigned(assigned)
+
+
+async def _committed(
+    admin: AIOKafkaAdminClient, group: str, tps: list[TopicPartition]
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The group's committed offsets of ``tps``, with their metadata.
+
+    The admin client raises the coordinator's first error, where the consumer would retry: a
+    coordinator still loading after a broker restart is waited for here the same way.
+    """
+    for _ in range(_COMMITTED_TRIES - 1):
+        try:
+            found: dict[TopicPartition, OffsetAndMetadata]
+            found = await admin.list_consumer_group_offsets(group, partitions=tps)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            await asyncio.sleep(0.25)
+        else:
+            return found
+    found = await admin.list_consumer_group_offsets(group, partitions=tps)
+    return found
 
 
 async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int]) -> bool:
