@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -334,6 +335,31 @@ def test_a_held_record_goes_on_after_the_idle_limit(tmp_path: Path) -> None:
     # (a held mark left behind would have it tick and spin on a zero timeout).
     assert not task.waiting()
     assert task.idle_wait() is None
+
+
+def test_past_the_idle_limit_the_merge_goes_on_until_a_partition_confirms_again(
+    tmp_path: Path,
+) -> None:
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    task = _task(tmp_path, idle_s=0.05)
+    orders, executions = task.lanes
+    task.bans.confirmed_ms[0] = 1_000
+    executions.confirmed_ms = -1  # lagging and silent
+    orders.add([_record("p.orders", 0, 20, orjson.dumps(order("O1")))], fetched_ms=100)
+    assert task.collect() == 0  # held
+    assert task.idle_wait() is not None
+    time.sleep(0.06)
+    assert task.collect() == 1  # the idle limit passed: it goes on
+    assert task.idle_wait() is None
+    orders.add([_record("p.orders", 1, 21, orjson.dumps(order("O2")))], fetched_ms=200)
+    assert task.collect() == 1  # still lagging: no second wait (Kafka Streams' enforced processing)
+    executions.confirmed_ms = 300  # the partition answers again: the next record waits its turn
+    orders.add([_record("p.orders", 2, 22, orjson.dumps(order("O3")))], fetched_ms=250)
+    assert task.collect() == 1
+    executions.confirmed_ms = -1
+    orders.add([_record("p.orders", 3, 23, orjson.dumps(order("O4")))], fetched_ms=400)
+    assert task.collect() == 0  # a new wait, from the start
 
 
 def test_a_ban_computed_by_one_task_and_taken_by_another_leaves_the_same_state_and_outputs(

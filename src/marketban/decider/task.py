@@ -205,7 +205,12 @@ class Task:
         #: Set once the task is open (producer, store, positions); whoever clears it closes them.
         self.opened = False
         self.ban_next: dict[int, int] = {}
+        # Since when the merge has waited for a partition that may deliver an earlier record.
+        # Past max_idle_s it goes on, and keeps going on (Kafka Streams' enforced processing)
+        # until a record is taken with every empty partition confirmed: only that resets it.
         self._held_since: float | None = None
+        #: Whether the last collect stopped at a held record (one is queued, waiting).
+        self._holding = False
         self._sends: list[Send] = []
         self._uses: dict[int, list[TerminalUse]] = {}
         self._verdicts: dict[str, int] = {}
@@ -304,6 +309,7 @@ class Task:
                 limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
         self._prefetch_accounts()
         count = bans_handled = 0
+        self._holding = False
         now = datetime.now(UTC)  # wall-clock ok: stamps decided_at only, never decides (R6)
         for side in self.side_lanes:
             while side.records and count < cfg.batch_max:
@@ -326,6 +332,7 @@ class Task:
                 if self._held_since is None:
                     self._held_since = clock
                 if clock - self._held_since < cfg.max_idle_s:
+                    self._holding = True
                     break
             else:
                 self._held_since = None
@@ -354,10 +361,6 @@ class Task:
                 else:
                     limit = min(limit, self.bans.confirmed_ms.get(q, _NEVER))
             count += 1
-        if not heap:
-            # Nothing left to hold (what was held went on after max_idle_s, or was released):
-            # a mark left set would keep the loop ticking on a zero wait.
-            self._held_since = None
         if bans_handled:
             self.positions["bans"] = BanPositions(offsets=self.ban_next)
         return count
@@ -377,11 +380,11 @@ class Task:
 
     def waiting(self) -> bool:
         """Whether records are queued (new fetch information may let them go)."""
-        return self._held_since is not None or any(lane.records for lane in self.by_tp.values())
+        return self._holding or any(lane.records for lane in self.by_tp.values())
 
     def idle_wait(self) -> float | None:
         """Seconds until a held-back record is released anyway, or None when none is held."""
-        if self._held_since is None:
+        if not self._holding or self._held_since is None:
             return None
         return max(self.config.max_idle_s - (time.monotonic() - self._held_since), 0.0)
 
