@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
+from marketban.adapters.audit_reader import read_topics
 from marketban.adapters.kafka_admin import wait_caught_up as caught_up
 from marketban.adapters.processes import Child, free_port, wait_ready
+from marketban.settings import Settings
 
 INPUTS = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
 
@@ -92,26 +92,13 @@ def outcome(
 
 async def decision_counts(bootstrap: str, prefix: str) -> dict[str, int]:
     """The committed decision-counts records of the worker group, added up by verdict."""
-    topic = f"{prefix}worker-decision-counts"
-    # Named at start, so its metadata (its partitions) is fetched then.
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, isolation_level="read_committed"
-    )
-    await consumer.start()
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    name = settings.decision_counts_topic.removeprefix(prefix)
+    records, _ = await read_topics(settings, (name,), idle_s=5)
     totals: dict[str, int] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.unsubscribe()
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for rec in records:
-                    for name, count in json.loads(rec.value or b"{}").items():
-                        totals[name] = totals.get(name, 0) + count
-    finally:
-        await consumer.stop()
+    for rec in records:
+        for verdict, count in json.loads(rec.value or b"{}").items():
+            totals[verdict] = totals.get(verdict, 0) + count
     return totals
 
 
