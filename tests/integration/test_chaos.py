@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from marketban.adapters.processes import Child, is_ready, peak_rss_mb
+from marketban.decider.loop import committed_offsets
 from marketban.service.audit import PROBLEMS
 from tests.integration.chaos import Market, Supervised, market
 from tests.integration.stream import start_worker, worker_env
@@ -194,6 +199,60 @@ def test_an_overloaded_worker_lags_with_bounded_memory_and_catches_up(
 
 def _kafka(*args: str) -> None:
     subprocess.run([str(KAFKA), *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.mark.chaos
+def test_committed_offsets_read_right_after_a_broker_restart_are_the_committed_ones(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """While the restarted broker loads the group, its answer names no partition: not "none"."""
+    if subprocess.run([str(KAFKA), "status"], capture_output=True, check=False).returncode:
+        pytest.skip("the broker is not one deploy/local-kafka/kafka.sh runs: not ours to restart")
+    topic, group = f"{topic_prefix}orders", f"{topic_prefix}worker"
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    committed = {tp: OffsetAndMetadata(100 + tp.partition, "counts") for tp in tps}
+
+    async def commit() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 3, 1)])
+        finally:
+            await admin.close()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            await consumer.commit(committed)
+        finally:
+            await consumer.stop()
+
+    async def read_while_it_starts() -> list[dict[TopicPartition, OffsetAndMetadata]]:
+        starting = asyncio.create_task(asyncio.to_thread(_kafka, "start"))
+        reads: list[dict[TopicPartition, OffsetAndMetadata]] = []
+        while not reads:
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+            try:
+                await admin.start()
+            except KafkaError:
+                await asyncio.sleep(0.02)
+                continue
+            try:  # from the first moment the broker answers, as a reopening task would
+                reads = [await committed_offsets(admin, group, tps) for _ in range(10)]
+            finally:
+                await admin.close()
+        await starting
+        return reads
+
+    asyncio.run(commit())
+    _kafka("stop")
+    try:
+        reads = asyncio.run(read_while_it_starts())
+    finally:
+        _kafka("start")
+    assert all(read == committed for read in reads), reads
 
 
 @pytest.mark.chaos

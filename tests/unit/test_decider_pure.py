@@ -613,3 +613,51 @@ def test_a_changelog_that_moved_or_a_task_that_handled_records_is_not_hanging() 
     assert hanging_changelogs({0: (406, 120)}, {0: (409, 412, 120)}) == {}  # it moved on
     assert hanging_changelogs({0: (406, 120)}, {0: (406, 410, 121)}) == {}  # it worked between
     assert hanging_changelogs({}, {0: (406, 410, 120)}) == {}  # one sighting is not enough
+
+
+# ---- a reopening task's committed offsets ----------------------------------------------------
+
+
+class _LoadingAdmin:
+    """Answers OffsetFetch the way aiokafka's admin does while the coordinator loads: ``{}``."""
+
+    def __init__(self, loading_replies: int, committed: dict[Any, Any]) -> None:
+        self.loading_replies = loading_replies
+        self.committed = committed
+        self.asked = 0
+
+    async def list_consumer_group_offsets(self, group: str, partitions: list[Any]) -> Any:  # noqa: ARG002
+        self.asked += 1
+        if self.asked <= self.loading_replies:
+            return {}
+        return {tp: self.committed[tp] for tp in partitions}
+
+
+async def test_a_reply_without_the_partitions_asked_for_is_retried_not_read_as_nothing_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiokafka.structs import OffsetAndMetadata, TopicPartition  # noqa: PLC0415
+
+    from marketban.decider import loop  # noqa: PLC0415
+
+    monkeypatch.setattr(loop, "_COMMITTED_RETRY_S", 0)
+    tps = [TopicPartition("orders", 1), TopicPartition("executions", 1)]
+    committed = {tps[0]: OffsetAndMetadata(57, "counts"), tps[1]: OffsetAndMetadata(-1, "")}
+    admin = _LoadingAdmin(loading_replies=3, committed=committed)
+    assert await loop.committed_offsets(admin, "g", tps) == committed  # type: ignore[arg-type]
+    assert admin.asked == 4
+
+
+async def test_a_coordinator_that_never_answers_with_the_partitions_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiokafka.errors import CoordinatorNotAvailableError  # noqa: PLC0415
+    from aiokafka.structs import TopicPartition  # noqa: PLC0415
+
+    from marketban.decider import loop  # noqa: PLC0415
+
+    monkeypatch.setattr(loop, "_COMMITTED_RETRY_S", 0)
+    admin = _LoadingAdmin(loading_replies=10**6, committed={})
+    with pytest.raises(CoordinatorNotAvailableError):
+        await loop.committed_offsets(admin, "g", [TopicPartition("orders", 1)])  # type: ignore[arg-type]
+    assert admin.asked == loop._COMMITTED_TRIES

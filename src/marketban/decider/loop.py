@@ -25,7 +25,7 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from marketban.decider.assignor import TaskAssignor
@@ -55,6 +55,7 @@ _POLL_MS: Final = 100
 _TICK_EVERY_S: Final = 0.001
 #: Attempts at reading a task's committed offsets while the coordinator is not ready.
 _COMMITTED_TRIES: Final = 40
+_COMMITTED_RETRY_S = 0.25  # between them (not Final: a unit test makes it 0)
 #: How often an idle task's changelog partition is checked for a hanging transaction.
 HANGING_CHECK_S: Final = 15.0
 
@@ -479,7 +480,7 @@ class Decider:
             task = Task(number, self.config, store, producers, lanes, self.bans)
             self.tasks[number] = task  # the fetch loop queues its records from now on
             # The committed offsets with their metadata (the anchor's carries decision counts).
-            found = await _committed(admin, s.app_id, tps)
+            found = await committed_offsets(admin, s.app_id, tps)
             for lane in lanes:
                 mark = found.get(lane.tp)
                 committed = mark.offset if mark is not None and mark.offset >= 0 else None
@@ -580,26 +581,34 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is 
         await self._decider.on_assigned(assigned)
 
 
-async def _committed(
+async def committed_offsets(
     admin: AIOKafkaAdminClient, group: str, tps: list[TopicPartition]
 ) -> dict[TopicPartition, OffsetAndMetadata]:
-    """The group's committed offsets of ``tps``, with their metadata.
+    """The group's committed offsets of ``tps`` with their metadata (offset -1: none yet).
 
-    The admin client raises the coordinator's first error, where the consumer would retry: a
-    coordinator still loading after a broker restart is waited for here the same way.
+    A coordinator that is not ready (still loading the group after a broker restart, or moved)
+    answers with an error and no partitions. aiokafka's admin client reads only the partitions'
+    error codes, not the reply's own (OffsetFetch v2+), so that answer comes back as an empty
+    dict, which would read as "nothing committed" and send the task back to the beginning of
+    its partitions. A real answer names every partition asked for, so one that does not is
+    retried, and after ``_COMMITTED_TRIES`` it is an error: the task is reopened later, never
+    started from offsets it was not given.
     """
-    for _ in range(_COMMITTED_TRIES - 1):
+    for attempt in range(_COMMITTED_TRIES):
         try:
             found: dict[TopicPartition, OffsetAndMetadata]
             found = await admin.list_consumer_group_offsets(group, partitions=tps)
         except KafkaError as exc:
-            if not exc.retriable:
+            if not exc.retriable or attempt == _COMMITTED_TRIES - 1:
                 raise
-            await asyncio.sleep(0.25)
         else:
-            return found
-    found = await admin.list_consumer_group_offsets(group, partitions=tps)
-    return found
+            if all(tp in found for tp in tps):
+                return found
+        await asyncio.sleep(_COMMITTED_RETRY_S)
+    raise CoordinatorNotAvailableError(
+        f"group {group}: no committed offsets for {len(tps)} partitions after "
+        f"{_COMMITTED_TRIES} tries; the group coordinator is not ready"
+    )
 
 
 async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int]) -> bool:
