@@ -40,7 +40,7 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
         # Only this task's producers write its changelog partition, and they have just been
         # started (which ends their open transactions): records past the last stable offset are
         # a transaction Kafka completed without writing its markers (docs/architecture.md).
-        high = await _high_watermark(kafka, tp)
+        high = await high_watermark(kafka, tp)
         if start > end:
             if high >= start:
                 # The records are there, undecided: a transaction this store saw commit whose
@@ -86,7 +86,7 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
     return applied
 
 
-async def _high_watermark(kafka: KafkaOptions, tp: TopicPartition) -> int:
+async def high_watermark(kafka: KafkaOptions, tp: TopicPartition) -> int:
     """The end of ``tp`` counting records of transactions not decided yet (read_uncommitted)."""
     consumer = AIOKafkaConsumer(**kafka, group_id=None, enable_auto_commit=False)
     await consumer.start()

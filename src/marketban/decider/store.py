@@ -28,6 +28,10 @@ M = TypeVar("M", bound=BaseModel | Struct)
 
 #: Where the store keeps the next changelog offset it has not applied (not a state key).
 OFFSET_KEY: Final = b"\x00changelog-offset"
+#: The changelog record of a batch that wrote no state (a tombstone of a key never set): every
+#: transaction of a task writes its changelog partition, so a transaction the cluster left open
+#: shows there (``marketban.decider.forgotten``).
+BATCH_MARK_KEY: Final = b"\x00batch"
 
 
 #: RocksDB's default memtable is 64 MB, and a worker holds one store per task: with six tasks the

@@ -32,7 +32,7 @@ from marketban.decider.batches import Send, send_grouped
 from marketban.decider.handling import handle_in_task
 from marketban.decider.ordering import TOPIC_RANK, MergeKey
 from marketban.decider.partitioning import partition_of
-from marketban.decider.store import TaskStore
+from marketban.decider.store import BATCH_MARK_KEY, TaskStore
 from marketban.domain.bans import BanRecord
 from marketban.domain.calendars import MarketCalendar
 from marketban.domain.engine import (
@@ -462,7 +462,7 @@ class Task:
         self._turn = (self._turn + 1) % len(self.producers)
         changelog: list[Send] = [
             (self.config.changelog, self.number, k, v) for k, v in staged.items()
-        ]
+        ] or [(self.config.changelog, self.number, BATCH_MARK_KEY, None)]
         batch = Batch(sends, changelog, committed, producer, self._sent, self._offsets_added)
         self._sent, self._offsets_added = batch.sent, batch.offsets_added
         return batch
@@ -569,7 +569,7 @@ class Task:
             raise
         next_offset = self.store.changelog_offset
         for fut, count in futures:
-            meta = fut.result()
+            meta = await fut  # appended before the commit returned: answered at once
             next_offset = max(next_offset, meta.offset + count)
         self.store.committed(next_offset)
 
