@@ -1,27 +1,31 @@
 """A transaction the cluster forgot: its records sit in a task's partitions, no marker ends it.
 
-Kafka's transaction coordinator can record a transaction as complete while the markers that end
-it were never written. Seen here with the single broker stopped (SIGTERM) just after a commit:
-the coordinator's log held CompleteCommit, the partitions the transaction wrote held its records
-and no marker (``make chaos``, broker restart, 2 runs in 10). Initialising the producer again
-does not end it, since for the coordinator nothing is open. Each partition keeps it open until
-that producer id writes a marker there again, and the next transaction the producer commits
-then commits those records as well: the batch was decided before the restart, decided again by
-the reopened task (its offsets were never committed), and both decisions became visible.
+Kafka's transaction coordinator can record a transaction as committed while markers that end it
+were never written. Seen here with the single broker stopped (SIGTERM) just after a commit: the
+coordinator's log held CompleteCommit, the partitions the transaction wrote (changelog,
+decisions) held its records and no marker (``make chaos``, broker restart, 2 runs in 10).
+Initialising the producer again does not end it: for the coordinator nothing is open. Each such
+partition keeps it open, and so do the group's offsets (still pending at the group
+coordinator), until that producer id writes a marker there again: its next commit commits them.
+A task reopened meanwhile read its offsets without that batch's, decided the batch again, and
+both decisions became visible once the producer committed again.
 
-A task opening looks for one after its producers are initialised (which ends every transaction
-the coordinator knows of). Its changelog partition is written by its own producers alone, and
-by every one of its transactions (``store.BATCH_MARK_KEY``), so a last stable offset short of
-the end there is such a transaction. Each producer then runs one transaction over every
-partition the task may have written (each output topic's partitions, the changelog's, the
-group's offsets) and aborts it: the abort marker ends the forgotten transaction on every
-partition, as aborted, and the batch is decided again from the committed offsets. The store,
-which took that batch when its commit returned, is rebuilt from the committed changelog.
+The worker saw that commit succeed (its store took the batch), so a task opening settles such a
+transaction as committed, before it reads its offsets. Its changelog partition is written by its
+own producers alone, and by every one of its transactions (``store.BATCH_MARK_KEY``), so a last
+stable offset short of the end there, once its producers are initialised (which ends every
+transaction the coordinator knows of), is such a transaction. Each producer then commits one
+transaction holding a tombstone of that reserved key in the changelog and, for the group, an
+offset of the ticks topic only (which the decider never reads from its committed offset): the
+marker of the producer that owns the forgotten transaction commits its records in the changelog
+and the offsets it left pending, so the batch is neither lost nor decided again. Its
+records in output partitions stay open until that producer next writes there (the next batch on
+it, usually): read_committed readers of such a partition wait until then. Writing there now
+would put a record every reader sees.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -35,10 +39,10 @@ log = logging.getLogger(__name__)
 
 
 class ForgottenTransactionError(RuntimeError):
-    """The aborts did not end a transaction left open in the task's changelog partition."""
+    """Committing on every producer of the task left its changelog partition with one open."""
 
 
-async def open_range(kafka: KafkaOptions, tp: TopicPartition) -> tuple[int, int]:
+async def stable_and_end(kafka: KafkaOptions, tp: TopicPartition) -> tuple[int, int]:
     """``tp``'s last stable offset and its end (equal when no transaction is open there)."""
     consumer = AIOKafkaConsumer(
         **kafka, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
@@ -51,45 +55,42 @@ async def open_range(kafka: KafkaOptions, tp: TopicPartition) -> tuple[int, int]
     return stable, await high_watermark(kafka, tp)
 
 
-async def end_forgotten(
+async def settle_forgotten(
     kafka: KafkaOptions,
     producers: Iterable[AIOKafkaProducer],
     changelog: TopicPartition,
     *,
-    outputs: Iterable[str],
     group: str,
-    anchor: TopicPartition,
+    spare: TopicPartition,
 ) -> bool:
-    """End, as aborted, a transaction left open in the task's partitions; whether there was one.
+    """Commit a transaction left open in the task's changelog partition; whether there was one.
 
-    Call with the task's producers initialised. ``outputs``: every output topic the task writes;
-    ``anchor``: one of its input partitions, whose offset commit brings the group's offsets into
-    each abort (it ends pending offsets the forgotten transaction left at the coordinator).
+    Call with the task's producers initialised, before the task reads its committed offsets.
+    ``spare``: a partition the group subscribes to whose committed offset nothing reads (a
+    ticks partition); each commit sets it to its end.
     """
-    stable, end = await open_range(kafka, changelog)
+    stable, end = await stable_and_end(kafka, changelog)
     if stable >= end:
         return False
     log.error(
-        "task %d: a transaction no coordinator knows is open in %s from offset %d (end %d): "
-        "ending it as aborted, and rebuilding the store (docs/operations.md, a hanging "
+        "task %d: a transaction the coordinator recorded as committed is open in %s from "
+        "offset %d (end %d): settling it as committed (docs/operations.md, a hanging "
         "transaction)",
         changelog.partition, changelog, stable, end,
     )  # fmt: skip
-    topics = list(outputs)
     for producer in producers:
         await producer.begin_transaction()
-        sent = [await producer.send(changelog.topic, None, BATCH_MARK_KEY, changelog.partition)]
-        for topic in topics:
-            parts = sorted(await producer.partitions_for(topic))
-            sent.extend([await producer.send(topic, None, BATCH_MARK_KEY, p) for p in parts])
-        await asyncio.gather(*sent)
-        await producer.send_offsets_to_transaction({anchor: 0}, group)
-        await producer.abort_transaction()
-    stable, end = await open_range(kafka, changelog)
+        await producer.send_and_wait(changelog.topic, None, BATCH_MARK_KEY, changelog.partition)
+        # The group's offsets join the transaction with none the task reads: the marker then
+        # commits what the forgotten transaction left pending there, unshadowed by this one.
+        spare_end = await high_watermark(kafka, spare)
+        await producer.send_offsets_to_transaction({spare: spare_end}, group)
+        await producer.commit_transaction()
+    stable, end = await stable_and_end(kafka, changelog)
     if stable < end:
         raise ForgottenTransactionError(
             f"task {changelog.partition}: {changelog} still has a transaction open from offset "
-            f"{stable} (end {end}) after every producer of the task aborted one; another "
+            f"{stable} (end {end}) after every producer of the task committed one; another "
             "producer writes this partition? (kafka-transactions.sh find-hanging)"
         )
     return True

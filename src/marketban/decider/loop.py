@@ -29,7 +29,7 @@ from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from marketban.decider.assignor import TaskAssignor
-from marketban.decider.forgotten import end_forgotten
+from marketban.decider.forgotten import settle_forgotten
 from marketban.decider.partitioning import ACCOUNT_TOPICS
 from marketban.decider.restore import restore
 from marketban.decider.store import TaskStore
@@ -478,18 +478,16 @@ class Decider:
             await _start_producers(producers)
             current()
             # Only now does the changelog show a transaction the coordinator no longer knows.
-            forgotten = await end_forgotten(
+            changelog = TopicPartition(s.changelog_topic, number)
+            await settle_forgotten(
                 s.kafka(),
                 producers,
-                TopicPartition(s.changelog_topic, number),
-                outputs=self.config.outputs.values(),
+                changelog,
                 group=self.config.group,
-                anchor=TopicPartition(s.topic("orders"), number),
+                spare=TopicPartition(s.ticks_topic, 0),
             )
             current()
             store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
-            if forgotten:
-                store.wipe()  # it took the batch of that transaction, which is aborted now
             task = Task(number, self.config, store, producers, lanes, self.bans)
             self.tasks[number] = task  # the fetch loop queues its records from now on
             # The committed offsets with their metadata (the anchor's carries decision counts).

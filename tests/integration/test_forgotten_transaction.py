@@ -1,0 +1,77 @@
+"""A task opening settles a transaction left open in its changelog (marketban.decider.forgotten).
+
+The case it exists for (the coordinator recorded a commit whose markers were never written) only
+arises when a broker stops at the wrong moment: ``make chaos`` restarts it under a worker. Here
+the parts are tried on the real broker: the commit each producer makes (records, the group's
+partition with no offset of its own), a changelog with nothing open, and one held open by a
+producer that is not the task's, which the task's commits cannot end.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from marketban.adapters.kafka_admin import ensure_topics
+from marketban.decider.forgotten import (
+    ForgottenTransactionError,
+    settle_forgotten,
+    stable_and_end,
+)
+
+
+async def _producers(bootstrap: str, prefix: str, names: list[str]) -> list[AIOKafkaProducer]:
+    producers = [
+        AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{prefix}{name}")
+        for name in names
+    ]
+    for producer in producers:
+        await producer.start()
+    return producers
+
+
+async def test_a_changelog_with_nothing_open_is_left_as_it_is(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    kafka = {"bootstrap_servers": kafka_bootstrap}
+    changelog = TopicPartition(f"{topic_prefix}changelog", 1)
+    spare = TopicPartition(f"{topic_prefix}ticks", 0)
+    await ensure_topics(kafka, [changelog.topic, spare.topic], partitions=3, replication=1)
+    producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
+    try:
+        before = await stable_and_end(kafka, changelog)
+        assert not await settle_forgotten(
+            kafka, producers, changelog, group=f"{topic_prefix}g", spare=spare
+        )
+        assert await stable_and_end(kafka, changelog) == before
+    finally:
+        for producer in producers:
+            await producer.stop()
+
+
+async def test_a_transaction_open_in_the_changelog_that_no_task_producer_owns_is_an_error(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    kafka = {"bootstrap_servers": kafka_bootstrap}
+    changelog = TopicPartition(f"{topic_prefix}changelog", 1)
+    spare = TopicPartition(f"{topic_prefix}ticks", 0)
+    await ensure_topics(kafka, [changelog.topic, spare.topic], partitions=3, replication=1)
+    (stranger,) = await _producers(kafka_bootstrap, topic_prefix, ["stranger"])
+    producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
+    try:
+        await stranger.begin_transaction()
+        await stranger.send_and_wait(changelog.topic, b"v", b"k", partition=1)
+        stable, end = await stable_and_end(kafka, changelog)
+        assert stable < end  # open: the stranger has not ended it
+        with pytest.raises(ForgottenTransactionError, match="still has a transaction open"):
+            await settle_forgotten(
+                kafka, producers, changelog, group=f"{topic_prefix}g", spare=spare
+            )
+        # Each task producer committed one transaction there: a tombstone each, a marker each.
+        assert (await stable_and_end(kafka, changelog))[1] == end + 2 * 2
+        await stranger.abort_transaction()
+        stable, end = await stable_and_end(kafka, changelog)
+        assert stable == end
+    finally:
+        for producer in (stranger, *producers):
+            await producer.stop()
