@@ -20,6 +20,15 @@ from marketban.decider.forgotten import (
 )
 
 
+async def _topics(bootstrap: str, prefix: str) -> tuple[TopicPartition, TopicPartition]:
+    """A changelog partition and a ticks partition (the group's spare), on fresh topics."""
+    changelog = TopicPartition(f"{prefix}changelog", 1)
+    spare = TopicPartition(f"{prefix}ticks", 0)
+    kafka = {"bootstrap_servers": bootstrap}
+    await ensure_topics(kafka, [changelog.topic, spare.topic], partitions=3, replication=1)
+    return changelog, spare
+
+
 async def _producers(bootstrap: str, prefix: str, names: list[str]) -> list[AIOKafkaProducer]:
     producers = [
         AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{prefix}{name}")
@@ -34,9 +43,7 @@ async def test_a_changelog_with_nothing_open_is_left_as_it_is(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     kafka = {"bootstrap_servers": kafka_bootstrap}
-    changelog = TopicPartition(f"{topic_prefix}changelog", 1)
-    spare = TopicPartition(f"{topic_prefix}ticks", 0)
-    await ensure_topics(kafka, [changelog.topic, spare.topic], partitions=3, replication=1)
+    changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
     producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
     try:
         before = await stable_and_end(kafka, changelog)
@@ -53,9 +60,7 @@ async def test_a_transaction_open_in_the_changelog_that_no_task_producer_owns_is
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     kafka = {"bootstrap_servers": kafka_bootstrap}
-    changelog = TopicPartition(f"{topic_prefix}changelog", 1)
-    spare = TopicPartition(f"{topic_prefix}ticks", 0)
-    await ensure_topics(kafka, [changelog.topic, spare.topic], partitions=3, replication=1)
+    changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
     (stranger,) = await _producers(kafka_bootstrap, topic_prefix, ["stranger"])
     producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
     try:

@@ -555,6 +555,10 @@ class Task:
             batch.offsets_added.set()
             if after is not None:
                 await after
+            # aiokafka commits a transaction whose records failed (a batch that expired waiting
+            # for a partition leader is failed, and the commit still sends EndTxn COMMIT): the
+            # offsets would commit without the outputs. Every record must be acknowledged first.
+            await appended
             await producer.commit_transaction()
         except Exception as exc:
             batch.sent.set()  # the batch after this one fails at ``after`` in its turn
