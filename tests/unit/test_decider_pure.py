@@ -531,6 +531,33 @@ async def _two_batches_in_flight(task: Any, first_producer: _Producer) -> Any:
     return task.start(batches[1], task.start(batches[0], None))
 
 
+class _Undelivered(_Producer):
+    """Fails its records the way aiokafka fails a batch that expired waiting for a leader."""
+
+    def acknowledge(self, fut: Any, meta: Any) -> None:  # noqa: ARG002
+        from aiokafka.errors import LeaderNotAvailableError  # noqa: PLC0415
+
+        fut.set_exception(LeaderNotAvailableError())
+
+
+async def test_a_batch_with_a_record_that_failed_is_never_committed(tmp_path: Path) -> None:
+    from aiokafka.errors import LeaderNotAvailableError  # noqa: PLC0415
+
+    from tests.unit.helpers import order  # noqa: PLC0415
+
+    log: list[tuple[str, str]] = []
+    task = _task(tmp_path)
+    task.producers = (_Undelivered("a", log),)
+    task.lanes[0].add([_record("p.orders", 0, 10, orjson.dumps(order("O0")))], 100)
+    task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
+    assert task.collect() == 1
+    with pytest.raises(LeaderNotAvailableError):
+        await task.start(task.seal(), None)
+    assert ("offsets", "a") in log  # aiokafka would commit these without the outputs
+    assert ("commit", "a") not in log
+    assert task.store.changelog_offset == 0  # the store did not take the batch
+
+
 class _Holding(_Producer):
     """Holds one of its steps (its records' acknowledgements, its offsets, its commit)."""
 
@@ -661,3 +688,13 @@ async def test_a_coordinator_that_never_answers_with_the_partitions_is_an_error(
     with pytest.raises(CoordinatorNotAvailableError):
         await loop.committed_offsets(admin, "g", [TopicPartition("orders", 1)])  # type: ignore[arg-type]
     assert admin.asked == loop._COMMITTED_TRIES
+
+
+def test_a_batch_that_wrote_no_state_still_writes_its_tasks_changelog(tmp_path: Path) -> None:
+    """What lets a task opening see a transaction the coordinator forgot (decider.forgotten)."""
+    from marketban.decider.store import BATCH_MARK_KEY  # noqa: PLC0415
+
+    task = _task(tmp_path)
+    task.producers = (_Producer("a", []),)
+    batch = task.seal()
+    assert batch.changelog == [("p.c", 0, BATCH_MARK_KEY, None)]
