@@ -10,18 +10,22 @@ coordinator), until that producer id writes a marker there again: its next commi
 A task reopened meanwhile read its offsets without that batch's, decided the batch again, and
 both decisions became visible once the producer committed again.
 
-The worker saw that commit succeed (its store took the batch), so a task opening settles such a
-transaction as committed, before it reads its offsets. Its changelog partition is written by its
-own producers alone, and by every one of its transactions (``store.BATCH_MARK_KEY``), so a last
-stable offset short of the end there, once its producers are initialised (which ends every
-transaction the coordinator knows of), is such a transaction. Each producer then commits one
-transaction holding a tombstone of that reserved key in the changelog and, for the group, an
-offset of the ticks topic only (which the decider never reads from its committed offset): the
-marker of the producer that owns the forgotten transaction commits its records in the changelog
-and the offsets it left pending, so the batch is neither lost nor decided again. Its
-records in output partitions stay open until that producer next writes there (the next batch on
-it, usually): read_committed readers of such a partition wait until then. Writing there now
-would put a record every reader sees.
+A task opening settles such a transaction as committed, before it reads its offsets, when the
+worker saw it commit: its store took those records (a store takes a batch only once its commit
+returned). Otherwise the outcome the coordinator recorded cannot be told from here (a commit
+whose answer was lost, or an abort whose markers were skipped the same way), and the
+transaction is left as it is, with an ERROR (docs/operations.md, a hanging transaction).
+
+Its changelog partition is written by its own producers alone, and by every one of its
+transactions (``store.BATCH_MARK_KEY``), so a last stable offset short of the end there, once
+its producers are initialised (which ends every transaction the coordinator knows of), is such a
+transaction. Each producer then commits one transaction holding a tombstone of that reserved key
+in the changelog and, for the group, an offset of the ticks topic only (which the decider never
+reads from its committed offset): the marker of the producer that owns the forgotten
+transaction commits its records in the changelog and the offsets it left pending, so the batch
+is neither lost nor decided again. Its records in output partitions stay open until that
+producer next writes there (the next batch on it, usually): read_committed readers of such a
+partition wait until then. Writing there now would put a record every reader sees.
 """
 
 from __future__ import annotations
@@ -60,17 +64,28 @@ async def settle_forgotten(
     producers: Iterable[AIOKafkaProducer],
     changelog: TopicPartition,
     *,
+    taken: int,
     group: str,
     spare: TopicPartition,
 ) -> bool:
-    """Commit a transaction left open in the task's changelog partition; whether there was one.
+    """Commit a transaction left open in the task's changelog partition; whether it did.
 
     Call with the task's producers initialised, before the task reads its committed offsets.
-    ``spare``: a partition the group subscribes to whose committed offset nothing reads (a
-    ticks partition); each commit sets it to its end.
+    ``taken``: the first changelog offset the task's store has not applied. ``spare``: a
+    partition the group subscribes to whose committed offset nothing reads (a ticks partition);
+    each commit sets it to its end.
     """
     stable, end = await stable_and_end(kafka, changelog)
     if stable >= end:
+        return False
+    if taken < end:
+        log.error(
+            "task %d: a transaction is open in %s from offset %d (end %d) that this worker did "
+            "not see commit: whether the coordinator committed or aborted it cannot be told "
+            "here, so it is left open; if it is settled as committed later, its batch's orders "
+            "are decided twice: run marketban audit (docs/operations.md, a hanging transaction)",
+            changelog.partition, changelog, stable, end,
+        )  # fmt: skip
         return False
     log.error(
         "task %d: a transaction the coordinator recorded as committed is open in %s from "

@@ -478,16 +478,16 @@ class Decider:
             await _start_producers(producers)
             current()
             # Only now does the changelog show a transaction the coordinator no longer knows.
-            changelog = TopicPartition(s.changelog_topic, number)
+            store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
             await settle_forgotten(
                 s.kafka(),
                 producers,
-                changelog,
+                TopicPartition(s.changelog_topic, number),
+                taken=store.changelog_offset,
                 group=self.config.group,
                 spare=TopicPartition(s.ticks_topic, 0),
             )
             current()
-            store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
             task = Task(number, self.config, store, producers, lanes, self.bans)
             self.tasks[number] = task  # the fetch loop queues its records from now on
             # The committed offsets with their metadata (the anchor's carries decision counts).
