@@ -85,3 +85,21 @@ async def test_an_open_transaction_is_settled_only_if_the_store_took_it(
     finally:
         for producer in (stranger, *producers):
             await producer.stop()
+
+
+async def test_producers_wait_for_every_partition_they_touch_to_have_a_leader(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+    from marketban.decider.forgotten import LeaderlessError, wait_for_leaders  # noqa: PLC0415
+
+    changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await wait_for_leaders(admin, [changelog.topic, spare.topic, "__consumer_offsets"])
+        with pytest.raises(LeaderlessError, match="without a leader"):
+            await wait_for_leaders(admin, [changelog.topic, f"{topic_prefix}none"], within_s=0.5)
+    finally:
+        await admin.close()

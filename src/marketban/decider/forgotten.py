@@ -10,11 +10,15 @@ coordinator), until that producer id writes a marker there again: its next commi
 A task reopened meanwhile read its offsets without that batch's, decided the batch again, and
 both decisions became visible once the producer committed again.
 
-A task opening settles such a transaction as committed, before it reads its offsets, when the
-worker saw it commit: its store took those records (a store takes a batch only once its commit
-returned). Otherwise the outcome the coordinator recorded cannot be told from here (a commit
-whose answer was lost, or an abort whose markers were skipped the same way), and the
-transaction is left as it is, with an ERROR (docs/operations.md, a hanging transaction).
+A task opening settles what is open there as committed, before it reads its offsets, when the
+worker saw the first of it commit: its store took the records at the last stable offset (a store
+takes a batch only once its commit returned). Otherwise the outcome the coordinator recorded
+cannot be told from here (a commit whose answer was lost, or an abort whose markers were skipped
+the same way), and it is left as it is, with an ERROR (docs/operations.md, a hanging
+transaction). A later transaction open behind the first is one whose commit failed at the
+client: the task opening initialised its producers only once every partition it touches had a
+leader (``wait_for_leaders``), so the abort that initialising sends is written everywhere, and
+one still open was a commit the coordinator recorded, its markers skipped with the first's.
 
 Its changelog partition is written by its own producers alone, and by every one of its
 transactions (``store.BATCH_MARK_KEY``), so a last stable offset short of the end there, once
@@ -30,16 +34,54 @@ partition wait until then. Writing there now would put a record every reader see
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from marketban.decider.restore import high_watermark
 from marketban.decider.store import BATCH_MARK_KEY
 from marketban.settings import KafkaOptions
 
 log = logging.getLogger(__name__)
+
+
+class LeaderlessError(RuntimeError):
+    """A partition the task touches had no leader for as long as the task waited."""
+
+
+async def wait_for_leaders(
+    admin: AIOKafkaAdminClient, topics: Iterable[str], within_s: float = 30.0
+) -> None:
+    """Return once every partition of ``topics`` has a leader; LeaderlessError after within_s.
+
+    The coordinator skips the markers of a partition without a leader and still records the
+    transaction as ended: a task initialising its producers before then could leave the abort
+    of its last transaction half written.
+    """
+    names = list(topics)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        try:
+            described = await admin.describe_topics(names)
+        except KafkaError:
+            described = []
+        missing = [
+            f"{t.get('topic')}[{p.get('partition')}]"
+            for t in described
+            for p in t.get("partitions", [])
+            if p.get("leader", -1) < 0
+        ] + [str(t.get("topic")) for t in described if t.get("error_code")]
+        if described and not missing:
+            return
+        if loop.time() > deadline:
+            shown = ", ".join(missing[:5]) or "no answer"
+            raise LeaderlessError(f"partitions without a leader after {within_s:.0f}s: {shown}")
+        await asyncio.sleep(0.2)
 
 
 class ForgottenTransactionError(RuntimeError):
@@ -78,7 +120,7 @@ async def settle_forgotten(
     stable, end = await stable_and_end(kafka, changelog)
     if stable >= end:
         return False
-    if taken < end:
+    if taken <= stable:
         log.error(
             "task %d: a transaction is open in %s from offset %d (end %d) that this worker did "
             "not see commit: whether the coordinator committed or aborted it cannot be told "

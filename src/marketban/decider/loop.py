@@ -29,7 +29,7 @@ from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from marketban.decider.assignor import TaskAssignor
-from marketban.decider.forgotten import settle_forgotten
+from marketban.decider.forgotten import settle_forgotten, wait_for_leaders
 from marketban.decider.partitioning import ACCOUNT_TOPICS
 from marketban.decider.restore import restore
 from marketban.decider.store import TaskStore
@@ -95,6 +95,11 @@ class Decider:
             metrics=metrics,
         )
         self.assignor = TaskAssignor(s.web_url, (s.topic("bans"), s.ticks_topic))
+        #: Every topic a task's transaction can touch, Kafka's own included (wait_for_leaders).
+        self._touched = (
+            *self.topics, s.ticks_topic, s.changelog_topic, *self.config.outputs.values(),
+            "__consumer_offsets", "__transaction_state",
+        )  # fmt: skip
         self.tasks: dict[int, Task] = {}
         self.bans = BanLog()
         self.bans_loaded = asyncio.Event()
@@ -475,6 +480,8 @@ class Decider:
         try:
             # Starting a producer initialises its transactional id: a zombie holding this task
             # is fenced and its open transactions ended, on every id, before the offsets are read.
+            await wait_for_leaders(admin, self._touched)
+            current()
             await _start_producers(producers)
             current()
             # Only now does the changelog show a transaction the coordinator no longer knows.
