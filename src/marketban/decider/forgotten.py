@@ -135,13 +135,13 @@ async def settle_forgotten(
         "transaction)",
         changelog.partition, changelog, stable, end,
     )  # fmt: skip
+    # The group's offsets join each transaction with none the task reads: the marker then
+    # commits what the forgotten transaction left pending there, unshadowed by this one.
+    spare_offsets = {spare: await high_watermark(kafka, spare)}
     for producer in producers:
         await producer.begin_transaction()
         await producer.send_and_wait(changelog.topic, None, BATCH_MARK_KEY, changelog.partition)
-        # The group's offsets join the transaction with none the task reads: the marker then
-        # commits what the forgotten transaction left pending there, unshadowed by this one.
-        spare_end = await high_watermark(kafka, spare)
-        await producer.send_offsets_to_transaction({spare: spare_end}, group)
+        await producer.send_offsets_to_transaction(spare_offsets, group)
         await producer.commit_transaction()
     stable, end = await stable_and_end(kafka, changelog)
     if stable < end:
