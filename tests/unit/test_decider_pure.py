@@ -698,3 +698,48 @@ def test_a_batch_that_wrote_no_state_still_writes_its_tasks_changelog(tmp_path: 
     task.producers = (_Producer("a", []),)
     batch = task.seal()
     assert batch.changelog == [("p.c", 0, BATCH_MARK_KEY, None)]
+
+
+class _DescribingAdmin:
+    """Answers describe_topics as a broker does; ``absent`` topics do not exist (error 3)."""
+
+    def __init__(self, absent: set[str], leaderless: frozenset[str] = frozenset()) -> None:
+        self.absent = absent
+        self.leaderless = leaderless
+        self.asked: list[list[str]] = []
+
+    async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        self.asked.append(names)
+        return [
+            {"topic": n, "error_code": 3, "partitions": []}
+            if n in self.absent
+            else {
+                "topic": n,
+                "error_code": 0,
+                "partitions": [{"partition": 0, "leader": -1 if n in self.leaderless else 1}],
+            }
+            for n in names
+        ]
+
+
+async def test_a_new_cluster_without_a_transaction_log_does_not_hold_a_task_opening() -> None:
+    """__transaction_state exists only once a transactional producer initialised (a new broker)."""
+    from marketban.decider.forgotten import wait_for_leaders  # noqa: PLC0415
+
+    admin = _DescribingAdmin(absent={"__transaction_state"})
+    await wait_for_leaders(admin, ["p.orders", "p.changelog"], within_s=0.0)  # type: ignore[arg-type]
+    assert {"__consumer_offsets", "__transaction_state"} <= set(admin.asked[0])
+
+
+async def test_a_missing_topic_of_ours_or_a_leaderless_internal_one_holds_a_task_opening() -> None:
+    from marketban.decider.forgotten import LeaderlessError, wait_for_leaders  # noqa: PLC0415
+
+    ours = _DescribingAdmin(absent={"p.changelog"})
+    with pytest.raises(LeaderlessError, match=r"p\.changelog"):
+        await wait_for_leaders(ours, ["p.changelog"], within_s=0.0)  # type: ignore[arg-type]
+    with pytest.raises(LeaderlessError, match=r"__transaction_state\[0\]"):
+        await wait_for_leaders(
+            _DescribingAdmin(absent=set(), leaderless=frozenset({"__transaction_state"})),  # type: ignore[arg-type]
+            ["p.changelog"],
+            within_s=0.0,
+        )

@@ -53,16 +53,25 @@ class LeaderlessError(RuntimeError):
     """A partition the task touches had no leader for as long as the task waited."""
 
 
+#: Kafka's own topics a transaction touches. Kafka creates each on first use (the first
+#: group, the first transactional producer): one that does not exist yet holds nothing open.
+KAFKA_INTERNAL = ("__consumer_offsets", "__transaction_state")
+
+_UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
 async def wait_for_leaders(
     admin: AIOKafkaAdminClient, topics: Iterable[str], within_s: float = 30.0
 ) -> None:
-    """Return once every partition of ``topics`` has a leader; LeaderlessError after within_s.
+    """Return once every partition of ``topics`` and of Kafka's own has a leader.
 
     The coordinator skips the markers of a partition without a leader and still records the
     transaction as ended: a task initialising its producers before then could leave the abort
-    of its last transaction half written.
+    of its last transaction half written. LeaderlessError after ``within_s``. Kafka's own
+    topics are waited for only once they exist: on a new cluster ``__transaction_state`` is
+    created by the first producer initialising, which is what the caller does next.
     """
-    names = list(topics)
+    names = list(dict.fromkeys([*topics, *KAFKA_INTERNAL]))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while True:
@@ -75,7 +84,12 @@ async def wait_for_leaders(
             for t in described
             for p in t.get("partitions", [])
             if p.get("leader", -1) < 0
-        ] + [str(t.get("topic")) for t in described if t.get("error_code")]
+        ] + [
+            str(t.get("topic"))
+            for t in described
+            if t.get("error_code")
+            and not (t.get("error_code") == _UNKNOWN_TOPIC and t.get("topic") in KAFKA_INTERNAL)
+        ]
         if described and not missing:
             return
         if loop.time() > deadline:

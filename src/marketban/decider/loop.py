@@ -95,10 +95,9 @@ class Decider:
             metrics=metrics,
         )
         self.assignor = TaskAssignor(s.web_url, (s.topic("bans"), s.ticks_topic))
-        #: Every topic a task's transaction can touch, Kafka's own included (wait_for_leaders).
+        #: Every topic of ours a task's transaction can touch (wait_for_leaders adds Kafka's own).
         self._touched = (
             *self.topics, s.ticks_topic, s.changelog_topic, *self.config.outputs.values(),
-            "__consumer_offsets", "__transaction_state",
         )  # fmt: skip
         self.tasks: dict[int, Task] = {}
         self.bans = BanLog()
