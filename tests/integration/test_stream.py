@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -177,6 +178,15 @@ async def _produce_poison(bootstrap: str, prefix: str, valid_orders: int) -> int
     return bad
 
 
+def _json_line(line: bytes) -> Any:
+    """One line ``marketban tail`` printed; a line that is not JSON fails naming itself."""
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        shown = line if len(line) < 2000 else line[:1000] + b" ... " + line[-500:]
+        raise AssertionError(f"tail printed a line that is not JSON ({exc}): {shown!r}") from exc
+
+
 def test_poison_messages_are_rejected_and_every_valid_order_is_still_decided(
     kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -190,7 +200,7 @@ def test_poison_messages_are_rejected_and_every_valid_order_is_still_decided(
         assert worker.proc.poll() is None, "the worker stopped"
     finally:
         worker.stop()
-    records = [json.loads(line) for line in streamed.splitlines()]
+    records = [_json_line(line) for line in streamed.splitlines()]
     decided = {r["value"]["order_id"] for r in records if r["topic"] == "decisions"}
     assert {f"V{i}" for i in range(60)} <= decided
     rejected = [r["value"] for r in records if r["topic"] == "rejected"]
