@@ -13,11 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from marketban.adapters.kafka_admin import ensure_topics
-from marketban.decider.forgotten import (
-    ForgottenTransactionError,
-    settle_forgotten,
-    stable_and_end,
-)
+from marketban.decider import forgotten
+from marketban.decider.forgotten import ForgottenTransactionError, settle_forgotten
+from marketban.decider.restore import Ends
 
 
 async def _topics(bootstrap: str, prefix: str) -> tuple[TopicPartition, TopicPartition]:
@@ -42,49 +40,52 @@ async def _producers(bootstrap: str, prefix: str, names: list[str]) -> list[AIOK
 async def test_a_changelog_with_nothing_open_is_left_as_it_is(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    kafka = {"bootstrap_servers": kafka_bootstrap}
+    ends = Ends({"bootstrap_servers": kafka_bootstrap})
     changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
     producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
     try:
-        before = await stable_and_end(kafka, changelog)
+        before = await ends.stable_and_end(changelog)
         assert not await settle_forgotten(
-            kafka, producers, changelog, taken=0, group=f"{topic_prefix}g", spare=spare
+            ends, producers, changelog, taken=0, group=f"{topic_prefix}g", spare=spare
         )
-        assert await stable_and_end(kafka, changelog) == before
+        assert await ends.stable_and_end(changelog) == before
     finally:
         for producer in producers:
             await producer.stop()
+        await ends.stop()
 
 
 async def test_an_open_transaction_is_settled_only_if_the_store_took_it(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kafka = {"bootstrap_servers": kafka_bootstrap}
+    monkeypatch.setattr(forgotten, "_SETTLED_WITHIN_S", 1.0)  # the stranger keeps it open
+    ends = Ends({"bootstrap_servers": kafka_bootstrap})
     changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
     (stranger,) = await _producers(kafka_bootstrap, topic_prefix, ["stranger"])
     producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
     try:
         await stranger.begin_transaction()
         await stranger.send_and_wait(changelog.topic, b"v", b"k", partition=1)
-        stable, end = await stable_and_end(kafka, changelog)
+        stable, end = await ends.stable_and_end(changelog)
         assert stable < end  # open: the stranger has not ended it
         group = f"{topic_prefix}g"
         # A store that did not take those records: the outcome is unknown, nothing is written.
         assert not await settle_forgotten(
-            kafka, producers, changelog, taken=stable, group=group, spare=spare
+            ends, producers, changelog, taken=stable, group=group, spare=spare
         )
-        assert await stable_and_end(kafka, changelog) == (stable, end)
+        assert await ends.stable_and_end(changelog) == (stable, end)
         # One that did (the worker saw it commit): each producer commits; it stays open.
         with pytest.raises(ForgottenTransactionError, match="still has a transaction open"):
-            await settle_forgotten(kafka, producers, changelog, taken=end, group=group, spare=spare)
+            await settle_forgotten(ends, producers, changelog, taken=end, group=group, spare=spare)
         # Each task producer committed one transaction there: a tombstone each, a marker each.
-        assert (await stable_and_end(kafka, changelog))[1] == end + 2 * 2
+        assert (await ends.stable_and_end(changelog))[1] == end + 2 * 2
         await stranger.abort_transaction()
-        stable, end = await stable_and_end(kafka, changelog)
+        stable, end = await ends.once_settled(changelog, 10)
         assert stable == end
     finally:
         for producer in (stranger, *producers):
             await producer.stop()
+        await ends.stop()
 
 
 async def test_producers_wait_for_every_partition_they_touch_to_have_a_leader(

@@ -38,13 +38,12 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from marketban.decider.restore import high_watermark
+from marketban.decider.restore import Ends
 from marketban.decider.store import BATCH_MARK_KEY
-from marketban.settings import KafkaOptions
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +97,16 @@ async def wait_for_leaders(
         await asyncio.sleep(0.2)
 
 
+#: How long the markers of the settling commits may take to appear (a few ms on a quiet cluster).
+_SETTLED_WITHIN_S = 10.0
+
+
 class ForgottenTransactionError(RuntimeError):
     """Committing on every producer of the task left its changelog partition with one open."""
 
 
-async def stable_and_end(kafka: KafkaOptions, tp: TopicPartition) -> tuple[int, int]:
-    """``tp``'s last stable offset and its end (equal when no transaction is open there)."""
-    consumer = AIOKafkaConsumer(
-        **kafka, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        stable = int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
-    return stable, await high_watermark(kafka, tp)
-
-
 async def settle_forgotten(
-    kafka: KafkaOptions,
+    ends: Ends,
     producers: Iterable[AIOKafkaProducer],
     changelog: TopicPartition,
     *,
@@ -131,7 +121,7 @@ async def settle_forgotten(
     partition the group subscribes to whose committed offset nothing reads (a ticks partition);
     each commit sets it to its end.
     """
-    stable, end = await stable_and_end(kafka, changelog)
+    stable, end = await ends.stable_and_end(changelog)
     if stable >= end:
         return False
     if taken <= stable:
@@ -151,13 +141,13 @@ async def settle_forgotten(
     )  # fmt: skip
     # The group's offsets join each transaction with none the task reads: the marker then
     # commits what the forgotten transaction left pending there, unshadowed by this one.
-    spare_offsets = {spare: await high_watermark(kafka, spare)}
+    spare_offsets = {spare: (await ends.end([spare]))[spare]}
     for producer in producers:
         await producer.begin_transaction()
         await producer.send_and_wait(changelog.topic, None, BATCH_MARK_KEY, changelog.partition)
         await producer.send_offsets_to_transaction(spare_offsets, group)
         await producer.commit_transaction()
-    stable, end = await stable_and_end(kafka, changelog)
+    stable, end = await ends.once_settled(changelog, _SETTLED_WITHIN_S)
     if stable < end:
         raise ForgottenTransactionError(
             f"task {changelog.partition}: {changelog} still has a transaction open from offset "

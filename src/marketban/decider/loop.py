@@ -31,7 +31,7 @@ from aiokafka.structs import OffsetAndMetadata
 from marketban.decider.assignor import TaskAssignor
 from marketban.decider.forgotten import settle_forgotten, wait_for_leaders
 from marketban.decider.partitioning import ACCOUNT_TOPICS
-from marketban.decider.restore import restore
+from marketban.decider.restore import Ends, restore
 from marketban.decider.store import TaskStore
 from marketban.decider.task import BanLog, FencedError, Lane, Task, TaskConfig
 from marketban.decider.transactions import (
@@ -110,6 +110,7 @@ class Decider:
         self._bans_targets: dict[TopicPartition, int] = {}
         self._ticker: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None  # reads committed offsets' metadata
+        self._ends: Ends | None = None  # changelog partitions' stable offsets and ends
         self._ticked = 0.0
         self._paused: set[int] = set()
         self._generation = 0
@@ -139,6 +140,7 @@ class Decider:
         await self._ticker.start()
         self._admin = AIOKafkaAdminClient(**s.kafka())
         await self._admin.start()
+        self._ends = Ends(s.kafka())
         await self._consumer.start()
         self._consumer.subscribe([*self.topics, s.ticks_topic], listener=_Listener(self))
         self._loops = [
@@ -153,6 +155,8 @@ class Decider:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         await self._close_tasks()
+        if self._ends is not None:
+            await self._ends.stop()
         if self._consumer is not None:
             with contextlib.suppress(KafkaError):
                 await self._consumer.stop()
@@ -282,45 +286,35 @@ class Decider:
         this; docs/operations.md). Every later record of the partition then waits for a
         read_committed reader. Nothing here can end it without writing records; it is reported.
         """
-        kafka = self.settings.kafka()
-        stable = AIOKafkaConsumer(**kafka, group_id=None, isolation_level="read_committed")
-        whole = AIOKafkaConsumer(**kafka, group_id=None)
+        ends = self._ends
+        assert ends is not None  # noqa: S101 - set by start()
         seen: dict[int, tuple[int, int]] = {}  # task -> (last stable offset, records handled)
-        started = 0  # consumers started
-        try:
-            while True:
-                await asyncio.sleep(HANGING_CHECK_S)
-                idle = {
-                    n: t
-                    for n, t in list(self.tasks.items())
-                    if n in self._runs and not t.in_flight and not t.waiting()
-                }
-                tps = {n: TopicPartition(self.config.changelog, n) for n in idle}
-                try:
-                    for consumer in (stable, whole)[started:]:
-                        await consumer.start()  # until the cluster answers, each one once
-                        started += 1
-                    lso = await stable.end_offsets(list(tps.values())) if tps else {}
-                    end = await whole.end_offsets(list(tps.values())) if tps else {}
-                except KafkaError:
-                    continue
-                samples = {n: (lso[tp], end[tp], idle[n].handled) for n, tp in tps.items()}
-                now = hanging_changelogs(seen, samples)
-                for number, first in now.items():
-                    if self.hanging.get(number) != first:
-                        log.error(
-                            "task %d: a transaction hangs undecided in %s from offset %d: its "
-                            "records and every later one are invisible to read_committed "
-                            "readers. Find it with kafka-transactions.sh find-hanging; see "
-                            "docs/operations.md before aborting it",
-                            number, tps[number], first,
-                        )  # fmt: skip
-                self.hanging = now
-                seen = {n: (at, done) for n, (at, end_, done) in samples.items() if at < end_}
-        finally:
-            for consumer in (stable, whole):
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+        while True:
+            await asyncio.sleep(HANGING_CHECK_S)
+            idle = {
+                n: t
+                for n, t in list(self.tasks.items())
+                if n in self._runs and not t.in_flight and not t.waiting()
+            }
+            tps = {n: TopicPartition(self.config.changelog, n) for n in idle}
+            try:
+                lso = await ends.stable(list(tps.values())) if tps else {}
+                end = await ends.end(list(tps.values())) if tps else {}
+            except KafkaError:
+                continue
+            samples = {n: (lso[tp], end[tp], idle[n].handled) for n, tp in tps.items()}
+            now = hanging_changelogs(seen, samples)
+            for number, first in now.items():
+                if self.hanging.get(number) != first:
+                    log.error(
+                        "task %d: a transaction hangs undecided in %s from offset %d: its "
+                        "records and every later one are invisible to read_committed "
+                        "readers. Find it with kafka-transactions.sh find-hanging; see "
+                        "docs/operations.md before aborting it",
+                        number, tps[number], first,
+                    )  # fmt: skip
+            self.hanging = now
+            seen = {n: (at, done) for n, (at, end_, done) in samples.items() if at < end_}
 
     # ---- tasks ---------------------------------------------------------------------------------
 
@@ -449,9 +443,10 @@ class Decider:
                 self._consumer.resume(*task.by_tp)
 
     async def _open_task(self, number: int) -> None:
-        consumer, admin = self._consumer, self._admin
+        consumer, admin, ends = self._consumer, self._admin, self._ends
         assert consumer is not None  # noqa: S101 - set by start()
         assert admin is not None  # noqa: S101 - set by start()
+        assert ends is not None  # noqa: S101 - set by start()
         s = self.settings
         tps = [TopicPartition(t, number) for t, name in self.topics.items() if name != "bans"]
         lanes = [Lane(tp, self.topics[tp.topic]) for tp in tps]
@@ -486,7 +481,7 @@ class Decider:
             # Only now does the changelog show a transaction the coordinator no longer knows.
             store = TaskStore(Path(s.data_dir) / s.app_id / f"task-{number}")
             await settle_forgotten(
-                s.kafka(),
+                ends,
                 producers,
                 TopicPartition(s.changelog_topic, number),
                 taken=store.changelog_offset,
@@ -509,7 +504,7 @@ class Decider:
                 lane.reset(committed)
                 if lane.tp == task.anchor:
                     task.resume_counts(committed, mark.metadata if mark is not None else "")
-            await restore(s.kafka(), store, s.changelog_topic, number)
+            await restore(s.kafka(), ends, store, s.changelog_topic, number)
             current()
             task.load()
         except BaseException as exc:

@@ -7,6 +7,8 @@ hangs undecided in the changelog) or one that is gone is rebuilt from the start 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 
@@ -18,7 +20,74 @@ from marketban.settings import KafkaOptions
 log = logging.getLogger(__name__)
 
 
-async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: int) -> int:
+class Ends:
+    """Partitions' last stable offsets and ends, from two consumers kept open (no group).
+
+    A task opening asks for its changelog partition's (``settle_forgotten``, ``restore``) and
+    the watch for hanging transactions asks every few seconds; a consumer started for each
+    question took about 100 ms here, paid by every task at every rebalance. Started on first
+    use, again after a start that failed (the cluster away); safe to share between tasks.
+    """
+
+    def __init__(self, kafka: KafkaOptions) -> None:
+        self._kafka = kafka
+        self._consumers: tuple[AIOKafkaConsumer, AIOKafkaConsumer] | None = None
+        self._started = 0
+        self._lock = asyncio.Lock()
+
+    async def _open(self) -> tuple[AIOKafkaConsumer, AIOKafkaConsumer]:
+        async with self._lock:
+            if self._consumers is None:
+                options = {**self._kafka, "group_id": None, "enable_auto_commit": False}
+                self._consumers = (
+                    AIOKafkaConsumer(**options, isolation_level="read_committed"),
+                    AIOKafkaConsumer(**options),
+                )
+            for consumer in self._consumers[self._started :]:
+                await consumer.start()
+                self._started += 1
+            return self._consumers
+
+    async def stable(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's last stable offset: where a read_committed reader stops."""
+        stable, _ = await self._open()
+        return {tp: int(o) for tp, o in (await stable.end_offsets(tps)).items()}
+
+    async def end(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's end, records of transactions not decided yet included."""
+        _, whole = await self._open()
+        return {tp: int(o) for tp, o in (await whole.end_offsets(tps)).items()}
+
+    async def stable_and_end(self, tp: TopicPartition) -> tuple[int, int]:
+        """``tp``'s last stable offset and its end (equal when no transaction is open there)."""
+        stable = (await self.stable([tp]))[tp]
+        return stable, (await self.end([tp]))[tp]
+
+    async def once_settled(self, tp: TopicPartition, within_s: float) -> tuple[int, int]:
+        """``stable_and_end`` once nothing is open in ``tp``, or as it is after ``within_s``.
+
+        A commit returns once the coordinator has decided it, before its markers are written:
+        right after one, the last stable offset can still be short of the end for a moment.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while True:
+            stable, end = await self.stable_and_end(tp)
+            if stable >= end or loop.time() >= deadline:
+                return stable, end
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """Close both consumers."""
+        for consumer in self._consumers or ():
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        self._consumers, self._started = None, 0
+
+
+async def restore(
+    kafka: KafkaOptions, ends: Ends, store: TaskStore, topic: str, partition: int
+) -> int:
     """Apply the committed changelog records after the store's offset; how many were applied."""
     started = time.monotonic()
     tp = TopicPartition(topic, partition)
@@ -40,7 +109,7 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
         # Only this task's producers write its changelog partition, and they have just been
         # started (which ends their open transactions): records past the last stable offset are
         # a transaction Kafka completed without writing its markers (docs/architecture.md).
-        high = await high_watermark(kafka, tp)
+        high = (await ends.end([tp]))[tp]
         if start > end:
             if high >= start:
                 # The records are there, undecided: a transaction this store saw commit whose
@@ -84,13 +153,3 @@ async def restore(kafka: KafkaOptions, store: TaskStore, topic: str, partition: 
         partition, applied, time.monotonic() - started,
     )  # fmt: skip
     return applied
-
-
-async def high_watermark(kafka: KafkaOptions, tp: TopicPartition) -> int:
-    """The end of ``tp`` counting records of transactions not decided yet (read_uncommitted)."""
-    consumer = AIOKafkaConsumer(**kafka, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
