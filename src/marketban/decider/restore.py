@@ -19,6 +19,8 @@ from marketban.settings import KafkaOptions
 
 log = logging.getLogger(__name__)
 
+_POLL_MS = 20
+
 
 class Ends:
     """Partitions' last stable offsets and ends, from two consumers kept open (no group).
@@ -98,6 +100,9 @@ async def restore(
         isolation_level="read_committed",
         # Six tasks may restore at once: small fetches keep a worker's peak memory down.
         max_partition_fetch_bytes=1024 * 1024,
+        # A fetch at the end waits this long for records that never come (the range left is
+        # often only the last commit's marker: the store's offset is past its batch's records).
+        fetch_max_wait_ms=_POLL_MS,
     )
     await consumer.start()
     applied = 0
@@ -139,7 +144,7 @@ async def restore(
             return 0
         consumer.seek(tp, start)
         while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500, max_records=5_000)
+            batch = await consumer.getmany(tp, timeout_ms=_POLL_MS, max_records=5_000)
             records = batch.get(tp, [])
             if records:
                 changes = [(r.key, r.value) for r in records if r.key is not None]
