@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e2e.add_argument("--runs", type=int, default=3, help="rounds; figures are their medians")
     e2e.add_argument(
+        "--warmup-orders",
+        type=int,
+        default=10_000,
+        help="orders of a warm-up round first, in no figure (0: none)",
+    )
+    e2e.add_argument(
         "--banned-persons", type=int, default=10_000, help="persons under a ban (3 accounts each)"
     )
     e2e.add_argument(

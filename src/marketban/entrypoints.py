@@ -157,6 +157,7 @@ def _bench_command(args: argparse.Namespace, settings: Settings) -> int:
             rate=args.rate,
             latency_s=args.latency_seconds,
             runs=args.runs,
+            warmup_orders=args.warmup_orders,
             banned_persons=args.banned_persons,
             start_worker=not args.running_worker,
         )
