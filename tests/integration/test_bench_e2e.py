@@ -43,6 +43,8 @@ def test_bench_e2e_measures_every_lane_and_every_order_gets_its_decision(
     for figure in (
         "throughput_per_s",
         "passthrough_per_s",
+        "r8_off_per_s",
+        "r8_on_again_per_s",
         "floor_p50_ms",
         "floor_p99_ms",
     ):
