@@ -323,6 +323,19 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
         result["reference_per_s"] = round(len(market.reference) / loaded)
         log.write(f"reference data: {len(market.reference)} records in {loaded:.1f} s\n")
 
+        async def through_worker(records: list[Record], ids: list[bytes]) -> float:
+            """Orders/s of one flow through the worker, then its lag back to 0."""
+            per_s = await _saturated(
+                producer,
+                decisions,
+                [(s.topic(t), k, v) for t, k, v in records],
+                orders=len(ids),
+                expected=len(ids),
+                within_s=opts.timeout_s,
+            )
+            await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
+            return per_s
+
         rounds = [(opts.warmup_orders, opts.latency_s / 3)] if opts.warmup_orders > 0 else []
         rounds += [(opts.orders, opts.latency_s)] * opts.runs
         warmups = len(rounds) - opts.runs
@@ -342,39 +355,13 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
                 )
             pt = base.pop("passthrough")
             base.pop("passthrough-per-partition")
-            tp_flow = [(s.topic(t), k, v) for t, k, v in flow]
-            wk = await _saturated(
-                producer,
-                decisions,
-                tp_flow,
-                orders=len(order_ids),
-                expected=len(order_ids),
-                within_s=opts.timeout_s,
-            )
-            await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
+            wk = await through_worker(flow, order_ids)
             # The same worker and round, R8 off: orders without terminals cost R8 nothing.
             off_flow, off_ids = market.flow(f"X{n}-", orders)
-            wk_off = await _saturated(
-                producer,
-                decisions,
-                [(s.topic(t), k, v) for t, k, v in without_terminals(off_flow)],
-                orders=len(off_ids),
-                expected=len(off_ids),
-                within_s=opts.timeout_s,
-            )
-            await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
+            wk_off = await through_worker(without_terminals(off_flow), off_ids)
             # R8 on again: its cost compares the off lane with the on lanes either side of it,
             # so that the machine's drift over the round does not count as R8's.
-            again_flow, again_ids = market.flow(f"Y{n}-", orders)
-            wk_again = await _saturated(
-                producer,
-                decisions,
-                [(s.topic(t), k, v) for t, k, v in again_flow],
-                orders=len(again_ids),
-                expected=len(again_ids),
-                within_s=opts.timeout_s,
-            )
-            await wait_caught_up(s.kafka(), s.app_id, topics, opts.timeout_s)
+            wk_again = await through_worker(*market.flow(f"Y{n}-", orders))
             lat_orders = int(opts.rate * latency_s)
             lat_flow, lat_ids = market.flow(f"L{n}-", lat_orders)
             lat = await _open_loop(
