@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 #: Records a task may have queued before its partitions are paused (bounded memory).
 MAX_QUEUED: Final = 5_000
 #: The broker answers a fetch as soon as data arrives, and a held record makes a tick (_tick),
-#: so this bounds only an idle fetch: how often an idle worker fetches all its partitions (about
-#: 2 % of a core at 100 ms against 10 % at 10; docs/benchmarks.md).
+#: so this bounds only an idle fetch: how often an idle worker fetches all its partitions, which
+#: is most of its idle cost (docs/benchmarks.md, "Holding back for the order").
 _FETCH_WAIT_MS: Final = 100
 _POLL_MS: Final = 100
 _TICK_EVERY_S: Final = 0.001
