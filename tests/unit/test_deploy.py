@@ -189,3 +189,41 @@ def test_aiokafkas_traceback_for_a_lost_cluster_becomes_one_warning_line() -> No
     )
     ClusterAwayFilter().filter(other)
     assert '"exc"' in JsonFormatter().format(other)  # our own errors keep their traceback
+
+
+def test_aiokafkas_produce_retry_warnings_become_one_counted_line_a_minute() -> None:
+    import logging  # noqa: PLC0415
+
+    from aiokafka.errors import NotEnoughReplicasError, RequestTimedOutError  # noqa: PLC0415
+
+    from marketban.adapters.logs import JsonFormatter, ProduceRetrySummary  # noqa: PLC0415
+
+    template = "Got error produce response on topic-partition %s, retrying. Error: %s"
+
+    def retry(at: float, error: object) -> logging.LogRecord:
+        record = logging.LogRecord(
+            "aiokafka.producer.sender", logging.WARNING, __file__, 1,
+            template, ("TopicPartition(topic='decisions', partition=3)", error), None,
+        )  # fmt: skip
+        record.created = at
+        return record
+
+    summary = ProduceRetrySummary(every_s=60)
+    first = retry(1000.0, NotEnoughReplicasError)
+    assert summary.filter(first)  # the first one as aiokafka wrote it
+    assert "partition=3" in first.getMessage()
+    quiet = [retry(1000.0 + i, NotEnoughReplicasError) for i in range(1, 40)]
+    quiet.append(retry(1045.0, RequestTimedOutError))
+    assert not any(summary.filter(r) for r in quiet)
+    due = retry(1061.0, NotEnoughReplicasError)
+    assert summary.filter(due)
+    line = JsonFormatter().format(due)
+    assert "retried 41 times in the last 61 s" in line
+    assert "NotEnoughReplicasError 40, RequestTimedOutError 1" in line
+    assert '"level":"WARNING"' in line
+    assert not summary.filter(retry(1062.0, NotEnoughReplicasError))  # counting anew
+    other = logging.LogRecord(
+        "aiokafka.producer.sender", logging.WARNING, __file__, 1,
+        "Got error produce response: %s", ("boom",), None,
+    )  # fmt: skip
+    assert summary.filter(other)  # aiokafka's other warnings pass untouched

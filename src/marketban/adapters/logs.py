@@ -54,6 +54,62 @@ class ClusterAwayFilter(logging.Filter):
         return True
 
 
+class ProduceRetrySummary(logging.Filter):
+    """aiokafka's line per retried produce batch, as one summary a minute with counts by error.
+
+    aiokafka warns once per batch it retries. From a Kafka 3.6+ broker most of those are
+    ``NotEnoughReplicasError``: the broker verifies that a transactional producer added the
+    partition to its transaction (KIP-890) and answers a client that predates KIP-890, as
+    aiokafka does, a verification that could not complete yet with that retriable error. A
+    worker at a few thousand orders/s logs dozens a second, each of which reads like an
+    under-replicated cluster. The first retry is logged as it is; after it, retries are counted
+    and one line every ``every_s`` seconds of log time says how many there were of which error
+    (docs/operations.md). A retry that never succeeds fails its transaction, which the decider
+    logs and handles itself.
+    """
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self._every_s = every_s
+        self._since: float | None = None  # log time of the last line let through
+        self._counts: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Let the first retry through, count the next, let one summary through per interval."""
+        if record.name != "aiokafka.producer.sender" or record.msg != _PRODUCE_RETRY:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        error = _error_name(args[1]) if len(args) > 1 else "unknown"
+        if self._since is None:
+            self._since = record.created
+            return True
+        self._counts[error] = self._counts.get(error, 0) + 1
+        elapsed = record.created - self._since
+        if elapsed < self._every_s:
+            return False
+        counts = ", ".join(f"{name} {n}" for name, n in sorted(self._counts.items()))
+        record.msg = (
+            f"produce batches retried {sum(self._counts.values())} times in the last "
+            f"{elapsed:.0f} s ({counts}); NotEnoughReplicasError from a Kafka 3.6+ broker is "
+            "mostly its transaction verification (KIP-890), see docs/operations.md"
+        )
+        record.args = None
+        self._since, self._counts = record.created, {}
+        return True
+
+
+#: aiokafka's message for a produce batch it retries (``aiokafka.producer.sender``).
+_PRODUCE_RETRY = "Got error produce response on topic-partition %s, retrying. Error: %s"
+
+
+def _error_name(error: object) -> str:
+    """An aiokafka error class or instance as its bare name; the broker's message as it is."""
+    if isinstance(error, str):
+        return error[:120]
+    kind = error if isinstance(error, type) else type(error)
+    return kind.__name__
+
+
 def _connection_lost(exc: BaseException) -> BaseException | None:
     """The lost connection somewhere in ``exc``'s chain of causes, or None."""
     from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415 - on the error path only
@@ -72,12 +128,15 @@ def logging_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "filters": {"cluster_away": {"()": ClusterAwayFilter}},
+        "filters": {
+            "cluster_away": {"()": ClusterAwayFilter},
+            "produce_retries": {"()": ProduceRetrySummary},
+        },
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "filters": ["cluster_away"],
+                "filters": ["cluster_away", "produce_retries"],
                 "stream": "ext://sys.stderr",
             }
         },
