@@ -218,7 +218,7 @@ def test_aiokafkas_produce_retry_warnings_become_one_counted_line_a_minute() -> 
     due = retry(1061.0, NotEnoughReplicasError)
     assert summary.filter(due)
     line = JsonFormatter().format(due)
-    assert "retried 41 times in the last 61 s" in line
+    assert "produce batch retries in the last 61 s: 41" in line
     assert "NotEnoughReplicasError 40, RequestTimedOutError 1" in line
     assert '"level":"WARNING"' in line
     assert not summary.filter(retry(1062.0, NotEnoughReplicasError))  # counting anew

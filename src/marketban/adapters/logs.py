@@ -62,10 +62,10 @@ class ProduceRetrySummary(logging.Filter):
     partition to its transaction (KIP-890) and answers a client that predates KIP-890, as
     aiokafka does, a verification that could not complete yet with that retriable error. A
     worker at a few thousand orders/s logs dozens a second, each of which reads like an
-    under-replicated cluster. The first retry is logged as it is; after it, retries are counted
-    and one line every ``every_s`` seconds of log time says how many there were of which error
-    (docs/operations.md). A retry that never succeeds fails its transaction, which the decider
-    logs and handles itself.
+    under-replicated cluster. The first retry is logged as it is; after it, retries are counted,
+    and the first retry at least ``every_s`` seconds (of log time) after the last line logged
+    becomes a line with the counts by error since then (docs/operations.md). A retry that never
+    succeeds fails its transaction, which the decider logs and handles itself.
     """
 
     def __init__(self, every_s: float = 60.0) -> None:
@@ -75,7 +75,7 @@ class ProduceRetrySummary(logging.Filter):
         self._counts: dict[str, int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Let the first retry through, count the next, let one summary through per interval."""
+        """Let the first retry through, count the next, turn one into a summary per interval."""
         if record.name != "aiokafka.producer.sender" or record.msg != _PRODUCE_RETRY:
             return True
         args = record.args if isinstance(record.args, tuple) else ()
@@ -89,9 +89,9 @@ class ProduceRetrySummary(logging.Filter):
             return False
         counts = ", ".join(f"{name} {n}" for name, n in sorted(self._counts.items()))
         record.msg = (
-            f"produce batches retried {sum(self._counts.values())} times in the last "
-            f"{elapsed:.0f} s ({counts}); NotEnoughReplicasError from a Kafka 3.6+ broker is "
-            "mostly its transaction verification (KIP-890), see docs/operations.md"
+            f"produce batch retries in the last {elapsed:.0f} s: {sum(self._counts.values())} "
+            f"({counts}); NotEnoughReplicasError from a Kafka 3.6+ broker is mostly its "
+            "transaction verification (KIP-890), see docs/operations.md"
         )
         record.args = None
         self._since, self._counts = record.created, {}
