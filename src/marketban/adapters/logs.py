@@ -59,8 +59,8 @@ class ProduceRetrySummary(logging.Filter):
 
     aiokafka warns once per batch it retries. From a Kafka 3.6+ broker most of those are
     ``NotEnoughReplicasError``: the broker verifies that a transactional producer added the
-    partition to its transaction (KIP-890) and answers a client that predates KIP-890, as
-    aiokafka does, a verification that could not complete yet with that retriable error. A
+    partition to its transaction (KIP-890), and to a client that predates KIP-890 (aiokafka
+    does) it reports a verification that could not complete yet as that retriable error. A
     worker at a few thousand orders/s logs dozens a second, each of which reads like an
     under-replicated cluster. The first retry is logged as it is; after it, retries are counted,
     and the first retry at least ``every_s`` seconds (of log time) after the last line logged
