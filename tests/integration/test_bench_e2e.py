@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.integration.stream import cli
 
 
@@ -45,10 +47,23 @@ def test_bench_e2e_measures_every_lane_and_every_order_gets_its_decision(
         "passthrough_per_s",
         "r8_off_per_s",
         "r8_on_again_per_s",
+        "r8_off_again_per_s",
+        "r8_on_third_per_s",
         "floor_p50_ms",
         "floor_p99_ms",
     ):
         assert run[figure] > 0, figure
     assert run["p50_ms"] <= run["p99_ms"] <= run["p999_ms"]
+    # R8's cost: each lane without terminals against the two with them either side of it.
+    on, off, again, off2, third = (
+        run[k]
+        for k in (
+            "throughput_per_s", "r8_off_per_s", "r8_on_again_per_s", "r8_off_again_per_s",
+            "r8_on_third_per_s",
+        )
+    )  # fmt: skip
+    expected = [1 - (on + again) / 2 / off, 1 - (again + third) / 2 / off2]
+    assert run["r8_costs"] == pytest.approx(expected, abs=0.002)
+    assert result["r8_cost"] == pytest.approx(sum(run["r8_costs"]) / 2, abs=0.002)
     assert result["reference_records"] > 0
     assert result["worker_peak_rss_mb"] > 0

@@ -85,7 +85,8 @@ def render_table(results: dict[str, dict[str, Any]], kafka_version: str) -> str:
         f"({env.get('platform', '?')}), Python {env.get('python', '?')}, Kafka {kafka_version}, "
         + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
         + ". Broker, load generator and worker share the machine. Each figure is the median of "
-        f"{engine.get('runs_count', '?')} engine runs and {len(e2e.get('runs', []))} e2e rounds.",
+        f"{engine.get('runs_count', '?')} engine runs and {len(e2e.get('runs', []))} e2e rounds "
+        "(R8's cost: of every on/off pair of the rounds).",
         "",
         "| figure | must reach | aim | measured | met |",
         "|---|---|---|---|---|",
