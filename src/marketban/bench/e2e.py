@@ -278,6 +278,11 @@ class E2EOptions:
     timeout_s: float = 600
 
 
+def r8_cost(before: float, off: float, after: float) -> float:
+    """R8's cost from a lane without terminals between two with them (orders/s each)."""
+    return round(1 - (before + after) / 2 / off, 3)
+
+
 async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str, Any]:  # noqa: ANN401
     """Run the whole e2e benchmark; return its figures."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}." if opts.start_worker else settings.topic_prefix
@@ -367,10 +372,7 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
             off2_flow, off2_ids = market.flow(f"W{n}-", orders)
             wk_off2 = await through_worker(without_terminals(off2_flow), off2_ids)
             wk_third = await through_worker(*market.flow(f"Z{n}-", orders))
-            r8_costs = [
-                round(1 - (wk + wk_again) / 2 / wk_off, 3),
-                round(1 - (wk_again + wk_third) / 2 / wk_off2, 3),
-            ]
+            r8_costs = [r8_cost(wk, wk_off, wk_again), r8_cost(wk_again, wk_off2, wk_third)]
             lat_orders = int(opts.rate * latency_s)
             lat_flow, lat_ids = market.flow(f"L{n}-", lat_orders)
             lat = await _open_loop(
