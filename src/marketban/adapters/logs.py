@@ -78,11 +78,11 @@ class ProduceRetrySummary(logging.Filter):
         """Let the first retry through, count the next, turn one into a summary per interval."""
         if record.name != "aiokafka.producer.sender" or record.msg != _PRODUCE_RETRY:
             return True
-        args = record.args if isinstance(record.args, tuple) else ()
-        error = _error_name(args[1]) if len(args) > 1 else "unknown"
         if self._since is None:
             self._since = record.created
             return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        error = _error_name(args[1]) if len(args) > 1 else "unknown"
         self._counts[error] = self._counts.get(error, 0) + 1
         elapsed = record.created - self._since
         if elapsed < self._every_s:

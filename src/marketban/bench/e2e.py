@@ -362,17 +362,19 @@ async def bench_e2e(settings: Settings, opts: E2EOptions, log: Any) -> dict[str,
             pt = base.pop("passthrough")
             base.pop("passthrough-per-partition")
             wk = await through_worker(flow, order_ids)
-            # The same worker and round, R8 off: orders without terminals cost R8 nothing.
-            off_flow, off_ids = market.flow(f"X{n}-", orders)
-            wk_off = await through_worker(without_terminals(off_flow), off_ids)
-            # R8 on again: its cost compares each off lane with the on lanes either side of it,
-            # so that the machine's drift over the round does not count as R8's. Two such pairs
-            # a round: one pair's spread on this machine is as wide as the target (0.15).
-            wk_again = await through_worker(*market.flow(f"Y{n}-", orders))
-            off2_flow, off2_ids = market.flow(f"W{n}-", orders)
-            wk_off2 = await through_worker(without_terminals(off2_flow), off2_ids)
-            wk_third = await through_worker(*market.flow(f"Z{n}-", orders))
-            r8_costs = [r8_cost(wk, wk_off, wk_again), r8_cost(wk_again, wk_off2, wk_third)]
+            # The same worker and round with R8 off (orders without terminals cost R8 nothing)
+            # and on in turn: on, off, on, off, on. Each off lane is compared with the on lanes
+            # either side of it, so that the machine's drift over the round does not count as
+            # R8's; two such pairs a round, since one pair's spread on this machine is as wide
+            # as the target (0.15).
+            r8_lanes = [wk]
+            for k, lane_prefix in enumerate("XYWZ"):
+                r8_flow, r8_ids = market.flow(f"{lane_prefix}{n}-", orders)
+                if k % 2 == 0:
+                    r8_flow = without_terminals(r8_flow)
+                r8_lanes.append(await through_worker(r8_flow, r8_ids))
+            _, wk_off, wk_again, wk_off2, wk_third = r8_lanes
+            r8_costs = [r8_cost(*r8_lanes[k - 1 : k + 2]) for k in (1, 3)]
             lat_orders = int(opts.rate * latency_s)
             lat_flow, lat_ids = market.flow(f"L{n}-", lat_orders)
             lat = await _open_loop(
