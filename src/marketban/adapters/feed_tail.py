@@ -53,7 +53,7 @@ async def _wait_applied(
                 "the same MARKETBAN_TOPIC_PREFIX and MARKETBAN_KAFKA_BOOTSTRAP?"
             )
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.01)
 
 
 def _lines_to_feed(lines: Iterable[bytes], log: IO[str], skipped: list[int]) -> Iterator[LineInput]:
