@@ -2,8 +2,8 @@
 
 The case it exists for (the coordinator recorded a commit whose markers were never written) only
 arises when a broker stops at the wrong moment: ``make chaos`` restarts it under a worker. Here
-the parts are tried on the real broker: the commit each producer makes (records, the group's
-partition with no offset of its own), a changelog with nothing open, and one held open by a
+the parts are tried on the real broker: the commit each producer makes (a tombstone in the
+changelog), a changelog with nothing open, and one held open by a
 producer that is not the task's, which the task's commits cannot end.
 """
 
@@ -18,13 +18,12 @@ from marketban.decider.forgotten import ForgottenTransactionError, settle_forgot
 from marketban.decider.restore import Ends
 
 
-async def _topics(bootstrap: str, prefix: str) -> tuple[TopicPartition, TopicPartition]:
-    """A changelog partition and a ticks partition (the group's spare), on fresh topics."""
+async def _changelog(bootstrap: str, prefix: str) -> TopicPartition:
+    """A changelog partition, on a fresh topic."""
     changelog = TopicPartition(f"{prefix}changelog", 1)
-    spare = TopicPartition(f"{prefix}ticks", 0)
     kafka = {"bootstrap_servers": bootstrap}
-    await ensure_topics(kafka, [changelog.topic, spare.topic], partitions=3, replication=1)
-    return changelog, spare
+    await ensure_topics(kafka, [changelog.topic], partitions=3, replication=1)
+    return changelog
 
 
 async def _producers(bootstrap: str, prefix: str, names: list[str]) -> list[AIOKafkaProducer]:
@@ -41,13 +40,11 @@ async def test_a_changelog_with_nothing_open_is_left_as_it_is(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     ends = Ends({"bootstrap_servers": kafka_bootstrap})
-    changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
+    changelog = await _changelog(kafka_bootstrap, topic_prefix)
     producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
     try:
         before = await ends.stable_and_end(changelog)
-        assert not await settle_forgotten(
-            ends, producers, changelog, taken=0, group=f"{topic_prefix}g", spare=spare
-        )
+        assert not await settle_forgotten(ends, producers, changelog, taken=0)
         assert await ends.stable_and_end(changelog) == before
     finally:
         for producer in producers:
@@ -60,7 +57,7 @@ async def test_an_open_transaction_is_settled_only_if_the_store_took_it(
 ) -> None:
     monkeypatch.setattr(forgotten, "_SETTLED_WITHIN_S", 1.0)  # the stranger keeps it open
     ends = Ends({"bootstrap_servers": kafka_bootstrap})
-    changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
+    changelog = await _changelog(kafka_bootstrap, topic_prefix)
     (stranger,) = await _producers(kafka_bootstrap, topic_prefix, ["stranger"])
     producers = await _producers(kafka_bootstrap, topic_prefix, ["task-1", "task-1-1"])
     try:
@@ -68,15 +65,12 @@ async def test_an_open_transaction_is_settled_only_if_the_store_took_it(
         await stranger.send_and_wait(changelog.topic, b"v", b"k", partition=1)
         stable, end = await ends.stable_and_end(changelog)
         assert stable < end  # open: the stranger has not ended it
-        group = f"{topic_prefix}g"
         # A store that did not take those records: the outcome is unknown, nothing is written.
-        assert not await settle_forgotten(
-            ends, producers, changelog, taken=stable, group=group, spare=spare
-        )
+        assert not await settle_forgotten(ends, producers, changelog, taken=stable)
         assert await ends.stable_and_end(changelog) == (stable, end)
         # One that did (the worker saw it commit): each producer commits; it stays open.
         with pytest.raises(ForgottenTransactionError, match="still has a transaction open"):
-            await settle_forgotten(ends, producers, changelog, taken=end, group=group, spare=spare)
+            await settle_forgotten(ends, producers, changelog, taken=end)
         # Each task producer committed one transaction there: a tombstone each, a marker each.
         assert (await ends.stable_and_end(changelog))[1] == end + 2 * 2
         await stranger.abort_transaction()
@@ -95,11 +89,11 @@ async def test_producers_wait_for_every_partition_they_touch_to_have_a_leader(
 
     from marketban.decider.forgotten import LeaderlessError, wait_for_leaders  # noqa: PLC0415
 
-    changelog, spare = await _topics(kafka_bootstrap, topic_prefix)
+    changelog = await _changelog(kafka_bootstrap, topic_prefix)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
-        await wait_for_leaders(admin, [changelog.topic, spare.topic, "__consumer_offsets"])
+        await wait_for_leaders(admin, [changelog.topic, "__consumer_offsets"])
         with pytest.raises(LeaderlessError, match="without a leader"):
             await wait_for_leaders(admin, [changelog.topic, f"{topic_prefix}none"], within_s=0.5)
     finally:

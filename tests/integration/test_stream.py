@@ -187,6 +187,60 @@ def _json_line(line: bytes) -> Any:
         raise AssertionError(f"tail printed a line that is not JSON ({exc}): {shown!r}") from exc
 
 
+async def _rewind_group(bootstrap: str, prefix: str) -> int:
+    """Commit offset 0 for every input partition the worker group has an offset of; how many."""
+    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+    group = f"{prefix}worker"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    inputs = {f"{prefix}{t}" for t in ("orders", "accounts", "bans", "executions")}
+    tps = [tp for tp, mark in found.items() if tp.topic in inputs and mark.offset > 0]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.commit(dict.fromkeys(tps, 0))
+    finally:
+        await consumer.stop()
+    return len(tps)
+
+
+def test_a_restarted_worker_goes_on_from_the_offsets_in_its_store_not_the_groups_copy(
+    kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    env = worker_env(kafka_env, tmp_path / "data")
+    worker = start_worker(env, tmp_path / "one.log")
+    try:
+        cli(env, "feed", str(SCENARIOS / "rules.jsonl"))
+        asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix))
+    finally:
+        worker.stop()
+    # The group's offsets are only a copy: put them back to the start, as a worker that died
+    # before reporting (or an operator's reset) could leave them.
+    assert asyncio.run(_rewind_group(kafka_bootstrap, topic_prefix)) >= 3
+    again = start_worker(env, tmp_path / "two.log")
+    try:
+        # The restarted tasks tell the group where they go on from, with no new record.
+        asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix, within_s=60))
+        streamed = cli(env, "tail", "--idle", "3")
+    finally:
+        again.stop()
+    decisions, violations = outcome(streamed)
+    want_decisions, want_violations = outcome(replay(SCENARIOS / "rules.jsonl"))
+    assert all(len(d) == 1 for d in decisions.values()), "an order was decided again"
+    assert decisions == want_decisions
+    assert violations == want_violations
+    assert "Traceback" not in again.log()
+
+
 def test_poison_messages_are_rejected_and_every_valid_order_is_still_decided(
     kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
@@ -193,7 +194,7 @@ def _task(tmp_path: Path, idle_s: float = 60.0, counts_every_s: float = 1.0) -> 
 
     names = {"p.orders": "orders", "p.executions": "executions", "p.bans": "bans"}
     config = TaskConfig(
-        group="g", partitions=1, changelog="p.c", batch_max=100,
+        partitions=1, changelog="p.c", batch_max=100,
         max_idle_s=idle_s, calendar=CAL, topics=names, counts_every_s=counts_every_s,
         outputs={"decisions": "p.decisions", "violations": "p.violations",
                  "rejected": "p.rejected", "ban-windows": "p.bw", "terminal-uses": "p.tu",
@@ -265,39 +266,63 @@ def _counts(batch: Any) -> list[dict[str, int]]:
     return [orjson.loads(v) for t, _p, _k, v in batch.sends if t == "p.dc"]
 
 
-def test_counts_not_yet_due_are_committed_in_the_orders_offset_metadata(tmp_path: Path) -> None:
-    from aiokafka import TopicPartition  # noqa: PLC0415
-
-    task = _task(tmp_path, counts_every_s=3600)
-    anchor = TopicPartition("p.orders", 0)
-    first = _decide(task, 0, 2)
-    assert _counts(first) == [{"verdict:allow": 2}]  # the first is due at once
-    assert first.offsets[anchor] == (2, "")  # nothing left over
-    later = _decide(task, 2, 3)
-    assert _counts(later) == []  # the next record is an hour away
-    assert later.offsets[anchor] == (5, '{"verdict:allow":3}')  # committed with the batch
-    again = _decide(task, 5, 1)
-    assert again.offsets[anchor] == (6, '{"verdict:allow":4}')  # they add up
+def _progress(batch: Any) -> dict[str, Any] | None:
+    """The InputProgress the batch writes to its changelog, decoded (None: it writes none)."""
+    found = [orjson.loads(v) for _t, _p, k, v in batch.changelog if k == b"o:inputs"]
+    assert len(found) <= 1
+    return found[0] if found else None
 
 
-def test_a_reopened_task_sends_the_counts_its_committed_offset_carries_once(
+def test_counts_not_yet_due_are_committed_in_the_changelog_with_the_offsets(
     tmp_path: Path,
 ) -> None:
-    from aiokafka import TopicPartition  # noqa: PLC0415
-
-    anchor = TopicPartition("p.orders", 0)
     task = _task(tmp_path, counts_every_s=3600)
-    task.resume_counts(7, '{"verdict:block":2}')
-    # Due at once, with no new record: a batch of its own, the offset unchanged and cleared.
+    first = _decide(task, 0, 2)
+    assert _counts(first) == [{"verdict:allow": 2}]  # the first is due at once
+    assert _progress(first) == {"offsets": {"p.orders": 2}, "counts": {}}  # nothing left over
+    later = _decide(task, 2, 3)
+    assert _counts(later) == []  # the next record is an hour away
+    assert _progress(later) == {"offsets": {"p.orders": 5}, "counts": {"verdict:allow": 3}}
+    again = _decide(task, 5, 1)
+    assert _progress(again) == {"offsets": {"p.orders": 6}, "counts": {"verdict:allow": 4}}
+    assert again.offsets == {TopicPartition("p.orders", 0): 6}  # what the group is told
+
+
+def test_a_reopened_task_goes_on_from_its_stores_offsets_and_sends_its_counts_once(
+    tmp_path: Path,
+) -> None:
+    task = _task(tmp_path, counts_every_s=3600)
+    _decide(task, 0, 1)
+    _decide(task, 1, 2)  # two allowed, counted, not yet sent
+    task.store.committed(next_offset=1)
+    task.store.committed(next_offset=2)
+    task.store.close()
+    reopened = _task(tmp_path, counts_every_s=3600)  # the same store, as a restart finds it
+    assert reopened.load()
+    assert reopened.next_offsets == {TopicPartition("p.orders", 0): 3}
+    # Due at once, with no new record: a batch of its own that clears them.
+    assert reopened.counts_wait() == 0.0
+    reopened.producers = (None,)
+    alone = reopened.seal()
+    assert _counts(alone) == [{"verdict:allow": 2}]
+    assert _progress(alone) == {"offsets": {"p.orders": 3}, "counts": {}}
+    assert alone.offsets == {}  # no record taken: the group has nothing new to hear
+    assert reopened.counts_wait() is None
+    assert _counts(_decide(reopened, 3, 1)) == []  # sent: not sent again
+
+
+def test_a_store_without_offsets_takes_the_counts_of_the_groups_offset_metadata(
+    tmp_path: Path,
+) -> None:
+    task = _task(tmp_path, counts_every_s=3600)
+    assert not task.load()  # nothing stored: the loop reads the group's offsets
+    assert task.next_offsets == {}
+    task.resume_counts('{"verdict:block":2}')
     assert task.counts_wait() == 0.0
     task.producers = (None,)
-    alone = task.seal()
-    assert _counts(alone) == [{"verdict:block": 2}]
-    assert alone.offsets == {anchor: (7, "")}
-    assert task.counts_wait() is None
-    assert _counts(_decide(task, 7, 1)) == []  # sent: not sent again
+    assert _counts(task.seal()) == [{"verdict:block": 2}]
     garbled = _task(tmp_path / "other", counts_every_s=3600)
-    garbled.resume_counts(3, "written by someone else")  # ignored, with a warning
+    garbled.resume_counts("written by someone else")  # ignored, with a warning
     assert garbled.counts_wait() is None
 
 
@@ -449,9 +474,6 @@ class _Producer:
     def acknowledge(self, fut: Any, meta: Any) -> None:
         fut.set_result(meta)
 
-    async def send_offsets_to_transaction(self, _offsets: Any, _group: str) -> None:
-        self.log.append(("offsets", self.name))
-
     async def commit_transaction(self) -> None:
         if self.fail:
             raise RuntimeError("the cluster went away")
@@ -472,7 +494,7 @@ async def test_a_tasks_transactions_take_turns_on_its_producers(
         task.lanes[0].confirmed_ms = task.lanes[1].confirmed_ms = task.bans.confirmed_ms[0] = 101
         assert task.collect() == 1
         await task.transact(task.seal())
-    assert [e for e in log if e[0] not in {"offsets", "send"}] == [
+    assert [e for e in log if e[0] != "send"] == [
         ("open", "a"), ("commit", "a"), ("open", "b"), ("commit", "b"),
         ("open", "a"), ("commit", "a"),
     ]  # fmt: skip
@@ -553,13 +575,13 @@ async def test_a_batch_with_a_record_that_failed_is_never_committed(tmp_path: Pa
     assert task.collect() == 1
     with pytest.raises(LeaderNotAvailableError):
         await task.start(task.seal(), None)
-    assert ("offsets", "a") in log  # aiokafka would commit these without the outputs
+    assert ("send", "a") in log  # aiokafka would commit the changelog without the outputs
     assert ("commit", "a") not in log
     assert task.store.changelog_offset == 0  # the store did not take the batch
 
 
 class _Holding(_Producer):
-    """Holds one of its steps (its records' acknowledgements, its offsets, its commit)."""
+    """Holds one of its steps (its records' acknowledgements, its commit)."""
 
     def __init__(self, name: str, log: list[tuple[str, str]], held: str) -> None:
         import asyncio  # noqa: PLC0415
@@ -581,10 +603,6 @@ class _Holding(_Producer):
 
         self.acks.append(asyncio.create_task(later()))
 
-    async def send_offsets_to_transaction(self, offsets: Any, group: str) -> None:
-        await self._hold("offsets")
-        await super().send_offsets_to_transaction(offsets, group)
-
     async def commit_transaction(self) -> None:
         await self._hold("commit")
         await super().commit_transaction()
@@ -595,10 +613,8 @@ class _Holding(_Producer):
     [
         # its records would land between the first one's
         pytest.param("acks", "send", "send", id="records-after-the-previous-ones-are-appended"),
-        # the group would keep whichever offset commit is later in its log
-        pytest.param("offsets", "offsets", "send", id="offsets-after-the-previous-ones"),
         # sent and waiting: the batch before it has not committed
-        pytest.param("commit", "commit", "offsets", id="commit-after-the-previous-one"),
+        pytest.param("commit", "commit", "send", id="commit-after-the-previous-one"),
     ],
 )
 async def test_a_batch_in_flight_takes_each_step_only_after_the_batch_before_it(

@@ -5,12 +5,12 @@ were never written. Seen here with the single broker stopped (SIGTERM) just afte
 coordinator's log held CompleteCommit, the partitions the transaction wrote (changelog,
 decisions) held its records and no marker (``make chaos``, broker restart, 2 runs in 10).
 Initialising the producer again does not end it: for the coordinator nothing is open. Each such
-partition keeps it open, and so do the group's offsets (still pending at the group
-coordinator), until that producer id writes a marker there again: its next commit commits them.
-A task reopened meanwhile read its offsets without that batch's, decided the batch again, and
-both decisions became visible once the producer committed again.
+partition keeps it open until that producer id writes a marker there again: its next commit
+commits them. A task reopened meanwhile restored its store without that batch's changelog
+records (its input offsets among them), decided the batch again, and both decisions became
+visible once the producer committed again.
 
-A task opening settles what is open there as committed, before it reads its offsets, when the
+A task opening settles what is open there as committed, before it restores its store, when the
 worker saw the first of it commit: its store took the records at the last stable offset (a store
 takes a batch only once its commit returned). Otherwise the outcome the coordinator recorded
 cannot be told from here (a commit whose answer was lost, or an abort whose markers were skipped
@@ -24,10 +24,9 @@ Its changelog partition is written by its own producers alone, and by every one 
 transactions (``store.BATCH_MARK_KEY``), so a last stable offset short of the end there, once
 its producers are initialised (which ends every transaction the coordinator knows of), is such a
 transaction. Each producer then commits one transaction holding a tombstone of that reserved key
-in the changelog and, for the group, an offset of the ticks topic only (which the decider never
-reads from its committed offset): the marker of the producer that owns the forgotten
-transaction commits its records in the changelog and the offsets it left pending, so the batch
-is neither lost nor decided again. Its records in output partitions stay open until that
+in the changelog: the marker of the producer that owns the forgotten transaction commits its
+records in the changelog, its input offsets with them, so the batch is neither lost nor decided
+again. Its records in output partitions stay open until that
 producer next writes there (the next batch on it, usually): read_committed readers of such a
 partition wait until then. Writing there now would put a record every reader sees.
 """
@@ -111,15 +110,11 @@ async def settle_forgotten(
     changelog: TopicPartition,
     *,
     taken: int,
-    group: str,
-    spare: TopicPartition,
 ) -> bool:
     """Commit a transaction left open in the task's changelog partition; whether it did.
 
-    Call with the task's producers initialised, before the task reads its committed offsets.
-    ``taken``: the first changelog offset the task's store has not applied. ``spare``: a
-    partition the group subscribes to whose committed offset nothing reads (a ticks partition);
-    each commit sets it to its end.
+    Call with the task's producers initialised, before the task restores its store.
+    ``taken``: the first changelog offset the task's store has not applied.
     """
     stable, end = await ends.stable_and_end(changelog)
     if stable >= end:
@@ -139,13 +134,9 @@ async def settle_forgotten(
         "transaction)",
         changelog.partition, changelog, stable, end,
     )  # fmt: skip
-    # The group's offsets join each transaction with none the task reads: the marker then
-    # commits what the forgotten transaction left pending there, unshadowed by this one.
-    spare_offsets = {spare: (await ends.end([spare]))[spare]}
     for producer in producers:
         await producer.begin_transaction()
         await producer.send_and_wait(changelog.topic, None, BATCH_MARK_KEY, changelog.partition)
-        await producer.send_offsets_to_transaction(spare_offsets, group)
         await producer.commit_transaction()
     stable, end = await ends.once_settled(changelog, _SETTLED_WITHIN_S)
     if stable < end:

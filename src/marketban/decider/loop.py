@@ -5,8 +5,10 @@ each record to the task of its partition number, and every partition of ``bans``
 assigned all of it) into a log all its tasks share. Each task runs its own loop: take the ready
 records in order, decide, commit one transaction. On assignment, per task and in this order:
 its producer is initialised (which fences a zombie that still holds the task and ends its open
-transaction), the committed offsets are read, the store is restored, then the task runs. On
-revocation each task finishes the batch it is committing and closes.
+transaction), the store is restored, the lanes are positioned at the offsets it holds, then the
+task runs. On revocation each task finishes the batch it is committing and closes. The group's
+committed offsets are a copy, told after each commit (``_report``): for lag tools and ``feed``,
+read back only for a partition the store holds no offset of.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
+from aiokafka.errors import CoordinatorNotAvailableError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from marketban.decider.assignor import TaskAssignor
@@ -60,6 +62,16 @@ _COMMITTED_TRIES: Final = 40
 _COMMITTED_RETRY_S = 0.25  # between them (not Final: a unit test makes it 0)
 #: How often an idle task's changelog partition is checked for a hanging transaction.
 HANGING_CHECK_S: Final = 15.0
+#: Least time between two reports of committed offsets to the group in a backlog (``_reports``).
+REPORT_EVERY_S: Final = 0.05
+#: How long one report may take before it is given up (the next one retries it); a task closing
+#: waits less, since a revocation or a stop waits for it (the cluster may be away).
+_REPORT_WITHIN_S: Final = 10.0
+_REPORT_CLOSING_S: Final = 2.0
+#: After a report that failed, before the next try.
+_REPORT_RETRY_S: Final = 0.2
+#: How long reports may fail before it is logged (then again as often).
+_REPORT_WARN_S: Final = 30.0
 
 
 class Decider:
@@ -78,7 +90,6 @@ class Decider:
         # R8's hops: partition p of each is task p's too (keyed by terminal, then by account).
         self.topics.update({full: name for name, full in s.routed_topics.items()})
         self.config = TaskConfig(
-            group=s.app_id,
             partitions=s.topic_partitions,
             changelog=s.changelog_topic,
             batch_max=s.batch_max,
@@ -114,6 +125,7 @@ class Decider:
         self._ends: Ends | None = None  # changelog partitions' stable offsets and ends
         self._ticked = 0.0
         self._paused: set[int] = set()
+        self._committed = asyncio.Event()  # a batch committed since the last report
         self._generation = 0
         #: Tasks whose changelog partition holds a hanging transaction: task -> its first offset.
         self.hanging: dict[int, int] = {}
@@ -147,6 +159,7 @@ class Decider:
         self._loops = [
             asyncio.create_task(self._fetch(), name="decider-fetch"),
             asyncio.create_task(self._watch_hanging(), name="decider-hanging"),
+            asyncio.create_task(self._reports(), name="decider-reports"),
         ]
 
     async def stop(self) -> None:
@@ -391,8 +404,74 @@ class Decider:
         """
         await asyncio.wait({txn})
         txn.result()
+        self._committed.set()
         self._maybe_resume(task)
         self.bans.forget_outcomes([t.ban_next for t in self.tasks.values()])
+
+    async def _reports(self) -> None:
+        """Tell the group the committed offsets once a batch commits: in a backlog, every 50 ms.
+
+        Otherwise each commit is reported at once: ``feed`` waits for every record it sends to
+        be reported applied, and the record it sends next is queued (held for the merge) while
+        the commits of the one before still land (a ban commits in every task, an order's
+        terminal use in another); a report costs one request, outside the transactions.
+        """
+        last = -REPORT_EVERY_S
+        failing_since: float | None = None
+        while True:
+            await self._committed.wait()
+            wait = last + REPORT_EVERY_S - time.monotonic()
+            if wait > 0 and self._backlogged():
+                await asyncio.sleep(wait)
+            self._committed.clear()
+            last = time.monotonic()
+            if await self._report():
+                failing_since = None
+                continue
+            # A rebalance under way, the coordinator moving: no commit may follow to carry it
+            # (the input may have ended), so it is tried again by itself.
+            if failing_since is None:
+                failing_since = last
+            elif last - failing_since >= _REPORT_WARN_S:
+                log.warning(
+                    "the group's committed offsets have not been updated for %.0fs "
+                    "(decisions go on; lag tools and `feed` see them late)",
+                    last - failing_since,
+                )
+                failing_since = last
+            await asyncio.sleep(_REPORT_RETRY_S)
+            self._committed.set()
+
+    def _backlogged(self) -> bool:
+        """Whether a task has more input queued than one batch takes (commits back to back)."""
+        most = self.config.batch_max
+        return any(
+            sum(len(lane.records) for lane in t.lanes) >= most for t in list(self.tasks.values())
+        )
+
+    async def _report(self, within_s: float = _REPORT_WITHIN_S) -> bool:
+        """Commit the tasks' committed input offsets to the group, outside any transaction.
+
+        A copy for lag tools, ``feed`` and ``wait_caught_up``: it is written only after the
+        transaction that holds the offsets (in the changelog) has committed, so it is never
+        ahead of what was decided, and a task reads it back only for a partition its store
+        holds no offset of. Whether the group holds them now (False: try again).
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return True  # stopped: nothing left to tell
+        tasks = [(t, t.unreported()) for t in list(self.tasks.values())]
+        offsets = {tp: o for _t, found in tasks for tp, o in found.items()}
+        if not offsets:
+            return True
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), within_s)
+        except (KafkaError, IllegalStateError, TimeoutError) as exc:
+            log.debug("committed offsets not reported to the group yet (%r)", exc)
+            return False
+        for task, found in tasks:
+            task.reported(found)
+        return True
 
     async def _discard(self, task: Task) -> None:
         """Close a task that no longer runs, unless the assignment has already replaced it."""
@@ -486,28 +565,34 @@ class Decider:
                 producers,
                 TopicPartition(s.changelog_topic, number),
                 taken=store.changelog_offset,
-                group=self.config.group,
-                spare=TopicPartition(s.ticks_topic, 0),
             )
             current()
             task = Task(number, self.config, store, producers, lanes, self.bans)
             self.tasks[number] = task  # the fetch loop queues its records from now on
-            # The committed offsets with their metadata (the anchor's carries decision counts).
-            found = await committed_offsets(admin, s.app_id, tps)
-            for lane in lanes:
-                mark = found.get(lane.tp)
-                committed = mark.offset if mark is not None and mark.offset >= 0 else None
-                if committed is None:
-                    beginning = await consumer.beginning_offsets([lane.tp])
-                    committed = beginning[lane.tp]
-                current()
-                consumer.seek(lane.tp, committed)
-                lane.reset(committed)
-                if lane.tp == task.anchor:
-                    task.resume_counts(committed, mark.metadata if mark is not None else "")
             await restore(s.kafka(), ends, store, s.changelog_topic, number)
             current()
-            task.load()
+            # The offsets committed with the state: the store's, restored with it.
+            had_progress = task.load()
+            missing = [tp for tp in tps if tp not in task.next_offsets]
+            found = await committed_offsets(admin, s.app_id, missing) if missing else {}
+            for lane in lanes:
+                offset = task.next_offsets.get(lane.tp)
+                if offset is None:
+                    mark = found.get(lane.tp)
+                    offset = mark.offset if mark is not None and mark.offset >= 0 else None
+                    if offset is None:
+                        offset = (await consumer.beginning_offsets([lane.tp]))[lane.tp]
+                    task.next_offsets[lane.tp] = offset
+                    if not had_progress and mark is not None and lane.topic == "orders":
+                        task.resume_counts(mark.metadata)
+                current()
+                consumer.seek(lane.tp, offset)
+                lane.reset(offset)
+            self._maybe_resume(task)  # records queued while restoring are gone with the reset
+            # A worker that died after a commit left the group's copy behind: it catches up now,
+            # not only with the task's next batch (a quiet partition may not have one for long).
+            task.report_start()
+            self._committed.set()
         except BaseException as exc:
             if task is not None and self.tasks.get(number) is task:
                 del self.tasks[number]
@@ -538,6 +623,7 @@ class Decider:
             run.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await run
+        await self._report(_REPORT_CLOSING_S)  # while this generation may still commit
         tasks, self.tasks = self.tasks, {}
         for task in tasks.values():
             if task.opened:  # one still opening closes itself (it sees the new generation)
@@ -598,6 +684,9 @@ async def committed_offsets(
     admin: AIOKafkaAdminClient, group: str, tps: list[TopicPartition]
 ) -> dict[TopicPartition, OffsetAndMetadata]:
     """The group's committed offsets of ``tps`` with their metadata (offset -1: none yet).
+
+    Read only for partitions a task's store holds no offset of (a store from before it kept
+    them, or a partition never taken from).
 
     A coordinator that is not ready (still loading the group after a broker restart, or moved)
     answers with an error and no partitions. aiokafka's admin client reads only the partitions'

@@ -2,9 +2,10 @@
 
 A task owns partition ``p`` of every account-keyed input, reads every partition of ``bans``
 (they are few), keeps its state in its own store and commits, per batch, in one transaction of
-its own: the batch's outputs, its changelog writes and its input offsets. The store takes the
-batch only after that commit (``marketban.decider.store``). A task's transactions alternate
-between its producers (``marketban.decider.transactions.PRODUCERS_PER_TASK``).
+its own: the batch's outputs and its changelog writes, which carry its input offsets (``o:``,
+``InputProgress``). The store takes the batch only after that commit
+(``marketban.decider.store``). A task's transactions alternate between its producers
+(``marketban.decider.transactions.PRODUCERS_PER_TASK``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any, Final
 
 import msgspec
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
 from pydantic import BaseModel, Field
 
 from marketban.decider.banview import PersonDecisions, StoredBanView
@@ -70,6 +70,18 @@ class BanPositions(BaseModel):
     """The next offset of each ``bans`` partition this task has not applied (in its store)."""
 
     offsets: dict[int, int] = Field(default_factory=dict)
+
+
+class InputProgress(BaseModel):
+    """Where the task's input partitions go on, and the decision counts not yet sent.
+
+    Written with every batch that takes a record or counts a decision, into the changelog in the
+    batch's transaction: the task reopens from here, not from the group's offsets
+    (docs/architecture.md, "Offsets in the changelog").
+    """
+
+    offsets: dict[str, int] = Field(default_factory=dict)  # full topic name -> next offset
+    counts: dict[str, int] = Field(default_factory=dict)
 
 
 class Lane:
@@ -140,7 +152,6 @@ class BanLog:
 class TaskConfig:
     """What every task of a worker shares."""
 
-    group: str
     partitions: int
     changelog: str
     batch_max: int
@@ -183,6 +194,13 @@ class Task:
         self.by_tp = {lane.tp: lane for lane in lanes}
         self.bans = bans
         self.positions = store.mapping("x:", BanPositions)
+        self.progress = store.mapping("o:", InputProgress)
+        #: Each lane's next offset as of the last sealed batch (set when the task opens).
+        self.next_offsets: dict[TopicPartition, int] = {}
+        #: Of the batches committed: each input partition's next offset, for the group's copy
+        #: (``unreported``); what was reported to the group last.
+        self._landed: dict[TopicPartition, int] = {}
+        self._reported: dict[TopicPartition, int] = {}
         bans_map = store.mapping("b:", BanRecord)
         self.engine = Engine(
             config.calendar,
@@ -215,31 +233,44 @@ class Task:
         self._uses: dict[int, list[TerminalUse]] = {}
         self._verdicts: dict[str, int] = {}
         # Decision counts committed but not yet in a decision-counts record: they travel in the
-        # metadata of the anchor's committed offset (see _count).
-        self.anchor = next((lane.tp for lane in self.lanes if lane.topic == "orders"), None)
-        self.anchor_next: int | None = None
+        # store's InputProgress (see _count).
         self.pending: dict[str, int] = {}
         self._counts_at = 0.0  # monotonic time from which the next counts record is due
         self._offsets: dict[TopicPartition, int] = {}
         # Of the last sealed batch (none yet: set).
-        self._sent, self._offsets_added = asyncio.Event(), asyncio.Event()
+        self._sent = asyncio.Event()
         self._sent.set()
-        self._offsets_added.set()
         #: Transactions started (``start``) and not yet ended.
         self.in_flight: set[asyncio.Task[None]] = set()
         self.handled = 0
 
     # ---- opening -------------------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Read the task's positions in ``bans`` from its store (the ban view loads lazily)."""
+    def load(self) -> bool:
+        """Read the task's positions and pending counts from its store; whether it had any.
+
+        A lane the store has no offset for (a store from before offsets were kept there, or a
+        partition never taken from) is left out of ``next_offsets``: the caller gives it one.
+        """
         stored = self.positions.get("bans")
         self.ban_next = dict(stored.offsets) if stored else {}
+        progress = self.progress.get("inputs")
+        self.next_offsets = {}
+        self.pending = {}
+        if progress is not None:
+            self.pending = dict(progress.counts)
+            for tp in self.by_tp:
+                if tp.topic in progress.offsets:
+                    self.next_offsets[tp] = progress.offsets[tp.topic]
         self.store.discard()
+        return progress is not None
 
-    def resume_counts(self, offset: int, metadata: str) -> None:
-        """Take the anchor's committed offset and the decision counts its metadata carries."""
-        self.anchor_next = offset
+    def resume_counts(self, metadata: str) -> None:
+        """Take the decision counts a group offset's metadata carries (a store without progress).
+
+        Before the counts were kept in the store they travelled in the metadata of the orders
+        partition's committed offset; a task opening on such a store takes them from there once.
+        """
         self.pending = {}
         if metadata:
             try:
@@ -252,7 +283,7 @@ class Task:
 
     def counts_wait(self) -> float | None:
         """Seconds until committed counts are due in a record, or None when none wait."""
-        if not self.pending or self.anchor_next is None:
+        if not self.pending:
             return None
         if self.stopping:
             return 0.0
@@ -350,7 +381,7 @@ class Task:
                 self._handle("bans", rec, now)
                 self.ban_next[q] = rec.offset + 1
                 if q == self.number:
-                    # Its owner commits the ban's offset in the group too: what `feed` waits for
+                    # Its owner reports the ban's offset to the group too: what `feed` waits for
                     # and what lag is measured against (each task's own position is in its store).
                     self._offsets[TopicPartition(rec.topic, q)] = rec.offset + 1
                 ban_pos[q] += 1
@@ -452,10 +483,20 @@ class Task:
         The next batch may be handled at once: it reads this one's state writes from the store
         until this one's transaction has committed.
         """
-        staged = self.store.stage()
         self._flush_uses()
         offsets, self._offsets = self._offsets, {}
-        committed = self._count(offsets)
+        counted = self._count()
+        taken = False
+        for tp, offset in offsets.items():
+            if tp in self.by_tp:  # not the ban partition its owner reports to the group
+                self.next_offsets[tp] = offset
+                taken = True
+        if taken or counted:
+            self.progress["inputs"] = InputProgress(
+                offsets={tp.topic: offset for tp, offset in self.next_offsets.items()},
+                counts=dict(self.pending),
+            )
+        staged = self.store.stage()
         sends, self._sends = self._sends, []
         producer = self.producers[self._turn]
         # Batches take turns on the task's producers: see PRODUCERS_PER_TASK.
@@ -463,51 +504,31 @@ class Task:
         changelog: list[Send] = [
             (self.config.changelog, self.number, k, v) for k, v in staged.items()
         ] or [(self.config.changelog, self.number, BATCH_MARK_KEY, None)]
-        batch = Batch(sends, changelog, committed, producer, self._sent, self._offsets_added)
-        self._sent, self._offsets_added = batch.sent, batch.offsets_added
+        batch = Batch(sends, changelog, offsets, producer, self._sent)
+        self._sent = batch.sent
         return batch
 
-    def _count(
-        self, offsets: dict[TopicPartition, int]
-    ) -> dict[TopicPartition, int | OffsetAndMetadata]:
+    def _count(self) -> bool:
         """The batch's decisions, counted by verdict for the dashboard, exactly once.
 
         Every worker follows these counts, not the decisions (docs/architecture.md,
         "Broadcast"). A record per batch would add a partition to every transaction, which
         costs its commit more than its records do; so the counts are sent at most every
-        ``counts_every_s``, and until then travel, committed with the batch, as the metadata of
-        the anchor's offset (the orders partition: every batch that decides commits it). A task
-        reopened elsewhere takes them from there (``resume_counts``): none is lost or repeated.
-        Kafka Streams keeps a task's stream time in the same place. Returns the offsets to commit.
+        ``counts_every_s``, and until then travel, committed with the batch, in the store's
+        ``InputProgress``. A task reopened elsewhere restores them with its store: none is lost
+        or repeated. Returns whether the pending counts changed.
         """
         verdicts, self._verdicts = self._verdicts, {}
-        anchor, pending = self.anchor, self.pending
-        clock = time.monotonic()
-        due = self.stopping or clock >= self._counts_at  # closing: whatever is pending goes
-        if (
-            anchor is not None
-            and anchor not in offsets
-            and pending
-            and self.anchor_next is not None
-            and due
-        ):
-            offsets[anchor] = self.anchor_next  # a batch of its own for counts that are due
-        if anchor is None or anchor not in offsets:
-            if verdicts:  # decided off the anchor (none are today): counted at once
-                self._send_counts(verdicts)
-            unchanged: dict[TopicPartition, int | OffsetAndMetadata] = dict(offsets)
-            return unchanged
-        self.anchor_next = offsets[anchor]
+        pending = self.pending
         for name, count in verdicts.items():
             pending[name] = pending.get(name, 0) + count
-        metadata = ""
-        if pending and due:
+        clock = time.monotonic()
+        if pending and (self.stopping or clock >= self._counts_at):  # closing: pending goes
             self._send_counts(pending)
             self.pending = {}
             self._counts_at = clock + self.config.counts_every_s
-        elif pending:
-            metadata = _COUNTS_ENCODER.encode(pending).decode()
-        return {**offsets, anchor: OffsetAndMetadata(offsets[anchor], metadata)}
+            return True
+        return bool(verdicts)
 
     def _send_counts(self, counts: dict[str, int]) -> None:
         topic = self.config.outputs["decision-counts"]
@@ -530,11 +551,11 @@ class Task:
                 await txn
 
     async def transact(self, batch: Batch, after: asyncio.Future[None] | None = None) -> None:
-        """One transaction: the batch's outputs, its changelog writes, its input offsets.
+        """One transaction: the batch's outputs and its changelog writes (its input offsets too).
 
-        ``after``: the previous batch's transaction, still committing. This one is sent and its
-        offsets added meanwhile, but it commits only once that one has: if that one fails, this
-        one never commits (the task reopens from its committed state, which aborts it).
+        ``after``: the previous batch's transaction, still committing. This one is sent
+        meanwhile, but it commits only once that one has: if that one fails, this one never
+        commits (the task reopens from its committed state, which aborts it).
         """
         producer = batch.producer
         try:
@@ -547,12 +568,6 @@ class Task:
             futures = await send_grouped(producer, batch.changelog)
             appended = asyncio.gather(*(fut for fut, _ in (*outputs, *futures)))
             appended.add_done_callback(batch.appended)
-            # The group coordinator keeps, of two producers' offset commits, the one later in
-            # its log: this batch's must be appended after the batch before it.
-            await batch.after_offsets.wait()
-            if batch.offsets:
-                await producer.send_offsets_to_transaction(batch.offsets, self.config.group)
-            batch.offsets_added.set()
             if after is not None:
                 await after
             # aiokafka commits a transaction whose records failed (a batch that expired waiting
@@ -562,7 +577,6 @@ class Task:
             await producer.commit_transaction()
         except Exception as exc:
             batch.sent.set()  # the batch after this one fails at ``after`` in its turn
-            batch.offsets_added.set()
             # The store keeps what it staged: the task closes now and reopens from what is
             # committed (an earlier batch still committing may yet commit and be written).
             if _is_fenced(exc):
@@ -576,6 +590,24 @@ class Task:
             meta = await fut  # appended before the commit returned: answered at once
             next_offset = max(next_offset, meta.offset + count)
         self.store.committed(next_offset)
+        self._landed.update(batch.offsets)
+
+    def report_start(self) -> None:
+        """Have the group told where the task goes on from (its copy may trail the store's)."""
+        self._landed.update(self.next_offsets)
+        bans_topic = next((t for t, name in self.config.topics.items() if name == "bans"), None)
+        own = self.ban_next.get(self.number)
+        if bans_topic is not None and own is not None:
+            self._landed[TopicPartition(bans_topic, self.number)] = own
+
+    def unreported(self) -> dict[TopicPartition, int]:
+        """Committed input offsets the group has not been told of (``reported`` once it has)."""
+        reported = self._reported
+        return {tp: o for tp, o in self._landed.items() if reported.get(tp) != o}
+
+    def reported(self, offsets: dict[TopicPartition, int]) -> None:
+        """The group now holds ``offsets`` (an ``unreported`` of this task)."""
+        self._reported.update(offsets)
 
 
 @dataclass
@@ -584,15 +616,13 @@ class Batch:
 
     sends: list[Send]
     changelog: list[Send]
-    offsets: dict[TopicPartition, int | OffsetAndMetadata]
+    #: Each input partition's next offset after the batch: the group is told once it commits.
+    offsets: dict[TopicPartition, int]
     producer: AIOKafkaProducer
     #: Set once every record of the batch before this one is appended (or it failed).
     after_sent: asyncio.Event
-    #: Set once the batch before this one has added its offsets to its transaction.
-    after_offsets: asyncio.Event
-    #: This one's two.
+    #: This one's.
     sent: asyncio.Event = field(default_factory=asyncio.Event)
-    offsets_added: asyncio.Event = field(default_factory=asyncio.Event)
 
     def appended(self, records: asyncio.Future[Any]) -> None:
         """Every record of the batch is appended (or one failed: its transaction reports it)."""
