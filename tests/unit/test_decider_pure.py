@@ -311,6 +311,56 @@ def test_a_reopened_task_goes_on_from_its_stores_offsets_and_sends_its_counts_on
     assert _counts(_decide(reopened, 3, 1)) == []  # sent: not sent again
 
 
+class _Committer:
+    """The group's consumer: its first ``failures`` commits fail as during a rebalance."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        from aiokafka.errors import CommitFailedError  # noqa: PLC0415
+
+        if self.failures:
+            self.failures -= 1
+            raise CommitFailedError("the group rebalanced")
+        self.commits.append(dict(offsets))
+
+
+async def test_a_report_the_group_refused_is_tried_again_without_a_new_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from marketban.decider import loop  # noqa: PLC0415
+    from marketban.settings import Settings  # noqa: PLC0415
+    from tests.unit.helpers import CAL  # noqa: PLC0415
+
+    monkeypatch.setattr(loop, "_REPORT_RETRY_S", 0)
+    decider = loop.Decider(Settings(), CAL)
+    task = _task(tmp_path)
+    task.next_offsets = {TopicPartition("p.orders", 0): 7}
+    task.report_start()  # one commit landed; the input has ended: no other follows
+    committer = _Committer(failures=3)
+    decider.tasks = {0: task}
+    decider._consumer = committer  # type: ignore[assignment]
+    reports = asyncio.create_task(decider._reports())
+    try:
+        decider._committed.set()
+        for _ in range(1000):
+            if not task.unreported():
+                break
+            await asyncio.sleep(0)
+        assert committer.commits == [{TopicPartition("p.orders", 0): 7}]
+        assert committer.failures == 0
+        decider._committed.set()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(committer.commits) == 1
+    finally:
+        reports.cancel()
+
+
 def test_a_store_without_offsets_takes_the_counts_of_the_groups_offset_metadata(
     tmp_path: Path,
 ) -> None:
