@@ -158,24 +158,41 @@ async def _produce_poison(bootstrap: str, prefix: str, valid_orders: int) -> int
             for topic in ("bans", "accounts", "orders", "evidence", "holdings", "executions"):
                 await producer.send(f"{prefix}{topic}", rng.choice(POISON), key=b"A1")
                 bad += 1
-            order = {
-                "order_id": f"V{i}",
-                "account_id": f"A{i % 7}",
-                "exchange": "XSHG",
-                "security": "600000",
-                "side": "buy",
-                "quantity": 100,
-                "price": "1.00",
-                "entered_at": "2024-05-13T10:00:00+08:00",
-                "broker": "B1",
-            }
-            await producer.send(
-                f"{prefix}orders", json.dumps(order).encode(), key=f"A{i % 7}".encode()
-            )
+            account = f"A{i % 7}"
+            await producer.send(f"{prefix}orders", _order(f"V{i}", account), key=account.encode())
         await producer.flush()
     finally:
         await producer.stop()
     return bad
+
+
+def _order(order_id: str, account: str) -> bytes:
+    """A valid order of ``account`` on a trading day."""
+    return json.dumps(
+        {
+            "order_id": order_id,
+            "account_id": account,
+            "exchange": "XSHG",
+            "security": "600000",
+            "side": "buy",
+            "quantity": 100,
+            "price": "1.00",
+            "entered_at": "2024-05-13T10:00:00+08:00",
+            "broker": "B1",
+        }
+    ).encode()
+
+
+async def _produce_orders(bootstrap: str, prefix: str, order_ids: list[str]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i, order_id in enumerate(order_ids):
+            account = f"A{i % 7}"
+            await producer.send(f"{prefix}orders", _order(order_id, account), key=account.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def _json_line(line: bytes) -> Any:
@@ -187,9 +204,10 @@ def _json_line(line: bytes) -> Any:
         raise AssertionError(f"tail printed a line that is not JSON ({exc}): {shown!r}") from exc
 
 
-async def _rewind_group(bootstrap: str, prefix: str) -> int:
-    """Commit offset 0 for every input partition the worker group has an offset of; how many."""
-    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
+async def _move_group(bootstrap: str, prefix: str) -> tuple[int, int]:
+    """Commit, for the worker group, offset 0 on every account input it has an offset of but
+    ``orders``, and the end of each ``orders`` partition; how many partitions of each."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
     from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
 
     group = f"{prefix}worker"
@@ -197,23 +215,27 @@ async def _rewind_group(bootstrap: str, prefix: str) -> int:
     await admin.start()
     try:
         found = await admin.list_consumer_group_offsets(group)
+        (described,) = await admin.describe_topics([f"{prefix}orders"])
     finally:
         await admin.close()
-    inputs = {f"{prefix}{t}" for t in ("orders", "accounts", "bans", "executions")}
-    tps = [tp for tp, mark in found.items() if tp.topic in inputs and mark.offset > 0]
+    others = {f"{prefix}{t}" for t in ("accounts", "bans", "executions")}
+    back = [tp for tp, mark in found.items() if tp.topic in others and mark.offset > 0]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        consumer.assign(tps)
-        await consumer.commit(dict.fromkeys(tps, 0))
+        parts = sorted(p["partition"] for p in described["partitions"])
+        orders = [TopicPartition(f"{prefix}orders", p) for p in parts]
+        ends = await consumer.end_offsets(orders)
+        consumer.assign(back + orders)
+        await consumer.commit({**dict.fromkeys(back, 0), **ends})
     finally:
         await consumer.stop()
-    return len(tps)
+    return len(back), len(orders)
 
 
-def test_a_restarted_worker_goes_on_from_the_offsets_in_its_store_not_the_groups_copy(
+def test_a_restarted_worker_goes_on_from_its_stores_offsets_unless_the_group_was_moved_past_them(
     kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     env = worker_env(kafka_env, tmp_path / "data")
@@ -223,9 +245,14 @@ def test_a_restarted_worker_goes_on_from_the_offsets_in_its_store_not_the_groups
         asyncio.run(wait_caught_up(kafka_bootstrap, topic_prefix))
     finally:
         worker.stop()
-    # The group's offsets are only a copy: put them back to the start, as a worker that died
-    # before reporting (or an operator's reset) could leave them.
-    assert asyncio.run(_rewind_group(kafka_bootstrap, topic_prefix)) >= 3
+    skipped = [f"SKIPPED{i}" for i in range(14)]
+    asyncio.run(_produce_orders(kafka_bootstrap, topic_prefix, skipped))
+    # The group's offsets are only a copy. Put them back to the start, as a worker that died
+    # before reporting could leave them, on every input but orders; and past the orders that
+    # arrived while the worker was stopped, as an operator skipping a backlog does.
+    back, ahead = asyncio.run(_move_group(kafka_bootstrap, topic_prefix))
+    assert back >= 3
+    assert ahead >= 1
     again = start_worker(env, tmp_path / "two.log")
     try:
         # The restarted tasks tell the group where they go on from, with no new record.
@@ -236,8 +263,10 @@ def test_a_restarted_worker_goes_on_from_the_offsets_in_its_store_not_the_groups
     decisions, violations = outcome(streamed)
     want_decisions, want_violations = outcome(replay(SCENARIOS / "rules.jsonl"))
     assert all(len(d) == 1 for d in decisions.values()), "an order was decided again"
+    assert not set(skipped) & set(decisions), "an order the group was moved past was decided"
     assert decisions == want_decisions
     assert violations == want_violations
+    assert "ahead of the" in again.log()
     assert "Traceback" not in again.log()
 
 

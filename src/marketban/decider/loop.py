@@ -7,8 +7,8 @@ records in order, decide, commit one transaction. On assignment, per task and in
 its producer is initialised (which fences a zombie that still holds the task and ends its open
 transaction), the store is restored, the lanes are positioned at the offsets it holds, then the
 task runs. On revocation each task finishes the batch it is committing and closes. The group's
-committed offsets are a copy, told after each commit (``_report``): for lag tools and ``feed``,
-read back only for a partition the store holds no offset of.
+committed offsets are a copy, told after each commit (``_report``): for lag tools and ``feed``;
+a task follows them only past its store's (a partition skipped on purpose).
 """
 
 from __future__ import annotations
@@ -454,8 +454,8 @@ class Decider:
 
         A copy for lag tools, ``feed`` and ``wait_caught_up``: it is written only after the
         transaction that holds the offsets (in the changelog) has committed, so it is never
-        ahead of what was decided, and a task reads it back only for a partition its store
-        holds no offset of. Whether the group holds them now (False: try again).
+        ahead of what was decided, and a task opening follows it only where it is ahead of
+        its store's (moved on purpose). Whether the group holds them now (False: try again).
         """
         consumer = self._consumer
         if consumer is None:
@@ -571,20 +571,28 @@ class Decider:
             self.tasks[number] = task  # the fetch loop queues its records from now on
             await restore(s.kafka(), ends, store, s.changelog_topic, number)
             current()
-            # The offsets committed with the state: the store's, restored with it.
+            # The offsets committed with the state: the store's, restored with it. The group's
+            # copy is never ahead of them unless it was moved on purpose (an operator skipping
+            # input) or by a worker that keeps its offsets there only: then it is followed.
             had_progress = task.load()
-            missing = [tp for tp in tps if tp not in task.next_offsets]
-            found = await committed_offsets(admin, s.app_id, missing) if missing else {}
+            found = await committed_offsets(admin, s.app_id, tps)
             for lane in lanes:
-                offset = task.next_offsets.get(lane.tp)
+                stored = task.next_offsets.get(lane.tp)
+                mark = found.get(lane.tp)
+                offset = mark.offset if mark is not None and mark.offset >= 0 else None
+                if stored is not None and (offset is None or offset <= stored):
+                    offset = stored
+                elif stored is not None:
+                    log.warning(
+                        "task %d: the group's committed offset of %s is %d, ahead of the %d its "
+                        "store holds: going on from the group's (records between are skipped)",
+                        number, lane.tp.topic, offset, stored,
+                    )  # fmt: skip
                 if offset is None:
-                    mark = found.get(lane.tp)
-                    offset = mark.offset if mark is not None and mark.offset >= 0 else None
-                    if offset is None:
-                        offset = (await consumer.beginning_offsets([lane.tp]))[lane.tp]
-                    task.next_offsets[lane.tp] = offset
-                    if not had_progress and mark is not None and lane.topic == "orders":
-                        task.resume_counts(mark.metadata)
+                    offset = (await consumer.beginning_offsets([lane.tp]))[lane.tp]
+                task.next_offsets[lane.tp] = offset
+                if not had_progress and mark is not None and lane.topic == "orders":
+                    task.resume_counts(mark.metadata)
                 current()
                 consumer.seek(lane.tp, offset)
                 lane.reset(offset)
@@ -685,8 +693,8 @@ async def committed_offsets(
 ) -> dict[TopicPartition, OffsetAndMetadata]:
     """The group's committed offsets of ``tps`` with their metadata (offset -1: none yet).
 
-    Read only for partitions a task's store holds no offset of (a store from before it kept
-    them, or a partition never taken from).
+    A task opening compares them with its store's: they are followed only where the store holds
+    none (a store from before it kept them, a partition never taken from) or they are ahead.
 
     A coordinator that is not ready (still loading the group after a broker restart, or moved)
     answers with an error and no partitions. aiokafka's admin client reads only the partitions'
