@@ -312,23 +312,31 @@ def test_a_reopened_task_goes_on_from_its_stores_offsets_and_sends_its_counts_on
 
 
 class _Committer:
-    """The group's consumer: its first ``failures`` commits fail as during a rebalance."""
+    """The group's consumer: its first ``failures`` commits raise ``error``."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, error: Exception) -> None:
         self.failures = failures
+        self.error = error
         self.commits: list[dict[TopicPartition, int]] = []
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        from aiokafka.errors import CommitFailedError  # noqa: PLC0415
-
         if self.failures:
             self.failures -= 1
-            raise CommitFailedError("the group rebalanced")
+            raise self.error
         self.commits.append(dict(offsets))
 
 
+def _commit_failed() -> Exception:
+    from aiokafka.errors import CommitFailedError  # noqa: PLC0415
+
+    return CommitFailedError("the group rebalanced")
+
+
+@pytest.mark.parametrize(
+    "error", [_commit_failed(), RuntimeError("a client bug")], ids=["rebalance", "unexpected"]
+)
 async def test_a_report_the_group_refused_is_tried_again_without_a_new_commit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     import asyncio  # noqa: PLC0415
 
@@ -341,7 +349,7 @@ async def test_a_report_the_group_refused_is_tried_again_without_a_new_commit(
     task = _task(tmp_path)
     task.next_offsets = {TopicPartition("p.orders", 0): 7}
     task.report_start()  # one commit landed; the input has ended: no other follows
-    committer = _Committer(failures=3)
+    committer = _Committer(failures=3, error=error)
     decider.tasks = {0: task}
     decider._consumer = committer  # type: ignore[assignment]
     reports = asyncio.create_task(decider._reports())

@@ -70,7 +70,7 @@ _REPORT_WITHIN_S: Final = 10.0
 _REPORT_CLOSING_S: Final = 2.0
 #: After a report that failed, before the next try (not Final: a unit test makes it 0).
 _REPORT_RETRY_S = 0.2
-#: How long reports may fail before it is logged (then again as often).
+#: How long reports may fail before it is logged (then again as often; an unexpected error too).
 _REPORT_WARN_S: Final = 30.0
 
 
@@ -126,6 +126,7 @@ class Decider:
         self._ticked = 0.0
         self._paused: set[int] = set()
         self._committed = asyncio.Event()  # a batch committed since the last report
+        self._report_logged = -_REPORT_WARN_S  # when a report's unexpected error was logged
         self._generation = 0
         #: Tasks whose changelog partition holds a hanging transaction: task -> its first offset.
         self.hanging: dict[int, int] = {}
@@ -468,6 +469,11 @@ class Decider:
             await asyncio.wait_for(consumer.commit(offsets), within_s)
         except (KafkaError, IllegalStateError, TimeoutError) as exc:
             log.debug("committed offsets not reported to the group yet (%r)", exc)
+            return False
+        except Exception:  # any other: the reports must go on (``feed`` waits for them)
+            if time.monotonic() - self._report_logged >= _REPORT_WARN_S:
+                self._report_logged = time.monotonic()
+                log.exception("committed offsets not reported to the group; trying again")
             return False
         for task, found in tasks:
             task.reported(found)
