@@ -261,8 +261,7 @@ class Decider:
                 log.info("bans: read to the end (%d records)", kept)
                 self.bans_loaded.set()
             for task in list(self.tasks.values()):
-                queued = sum(len(lane.records) for lane in task.by_tp.values())
-                if queued > MAX_QUEUED and task.number not in self._paused:
+                if task.queued() > MAX_QUEUED and task.number not in self._paused:
                     consumer.pause(*task.by_tp)
                     self._paused.add(task.number)
                 if task.number in woken or task.waiting():
@@ -446,9 +445,7 @@ class Decider:
     def _backlogged(self) -> bool:
         """Whether a task has more input queued than one batch takes (commits back to back)."""
         most = self.config.batch_max
-        return any(
-            sum(len(lane.records) for lane in t.lanes) >= most for t in list(self.tasks.values())
-        )
+        return any(t.queued() >= most for t in list(self.tasks.values()))
 
     async def _report(self, within_s: float = _REPORT_WITHIN_S) -> bool:
         """Commit the tasks' committed input offsets to the group, outside any transaction.
@@ -522,8 +519,11 @@ class Decider:
                 return
 
     def _maybe_resume(self, task: Task) -> None:
-        queued = sum(len(lane.records) for lane in task.by_tp.values())
-        if task.number in self._paused and self._consumer is not None and queued < MAX_QUEUED // 2:
+        if (
+            task.number in self._paused
+            and self._consumer is not None
+            and task.queued() < MAX_QUEUED // 2
+        ):
             self._paused.discard(task.number)
             with contextlib.suppress(AssertionError, KafkaError):
                 self._consumer.resume(*task.by_tp)

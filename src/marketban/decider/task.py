@@ -409,6 +409,10 @@ class Task:
                     ]
                 )
 
+    def queued(self) -> int:
+        """How many input records wait in the task's lanes."""
+        return sum(len(lane.records) for lane in self.by_tp.values())
+
     def waiting(self) -> bool:
         """Whether records are queued (new fetch information may let them go)."""
         return self._holding or any(lane.records for lane in self.by_tp.values())
