@@ -8,14 +8,17 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from marketban.adapters.kafka_admin import ensure_topics
+from marketban.adapters.processes import Child, is_ready, wait_ready
 from tests.integration.stream import (
     cli,
     decision_counts,
@@ -268,6 +271,81 @@ def test_a_restarted_worker_goes_on_from_its_stores_offsets_unless_the_group_was
     assert violations == want_violations
     assert "ahead of the" in again.log()
     assert "Traceback" not in again.log()
+
+
+class _OlderAssignor(RoundRobinPartitionAssignor):  # type: ignore[misc] # aiokafka is untyped
+    """The task assignor of the version whose tasks kept their input offsets in the group."""
+
+    name = "marketban-tasks"
+
+
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
+    def __init__(self, joined: threading.Event) -> None:
+        self.joined = joined
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:  # noqa: ARG002
+        self.joined.set()
+
+
+async def _older_member(
+    bootstrap: str, group: str, topic: str, joined: threading.Event, leave: threading.Event
+) -> None:
+    """A member of ``group`` as a worker of the older version joins it, until ``leave``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        partition_assignment_strategy=(_OlderAssignor,),
+    )
+    await consumer.start()
+    try:
+        consumer.subscribe([topic], listener=_Joined(joined))
+        while not leave.is_set():
+            await consumer.getmany(timeout_ms=200)
+    finally:
+        await consumer.stop()  # leaves the group
+
+
+def test_a_worker_joins_its_group_only_once_the_older_versions_workers_have_left(
+    kafka_env: dict[str, str], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    env = worker_env(kafka_env, tmp_path / "data")
+    port = int(env["MARKETBAN_WEB_PORT"])
+    joined, leave = threading.Event(), threading.Event()
+    member = threading.Thread(
+        target=lambda: asyncio.run(
+            _older_member(
+                kafka_bootstrap, f"{topic_prefix}worker", f"{topic_prefix}orders", joined, leave
+            )
+        )
+    )
+    member.start()
+    worker: Child | None = None
+    try:
+        assert joined.wait(60), "the older version's member did not join its group"
+        worker = Child(["-m", "marketban.cli", "worker"], env, tmp_path / "worker.log").start()
+        deadline = time.monotonic() + 60
+        while "another marketban version" not in worker.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "another marketban version" in worker.log()
+        # It shares no task with the older member: it is not ready, it did not take a task.
+        assert not is_ready(port)
+        assert "tasks [" not in worker.log()
+        leave.set()
+        member.join(30)
+        wait_ready(worker, port, 90)
+        cli(env, "feed", str(SCENARIOS / "rules.jsonl"))
+        streamed = cli(env, "tail", "--idle", "3")
+    finally:
+        leave.set()
+        member.join(30)
+        if worker is not None:
+            worker.stop()
+    assert outcome(streamed) == outcome(replay(SCENARIOS / "rules.jsonl"))
+    assert "Traceback" not in worker.log()
 
 
 def test_poison_messages_are_rejected_and_every_valid_order_is_still_decided(

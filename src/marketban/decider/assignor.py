@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 class TaskAssignor(AbstractPartitionAssignor):  # type: ignore[misc] # aiokafka is untyped
     """Co-partitioned, sticky task assignment with the owners' URLs for everyone."""
 
-    name = "marketban-tasks"
+    #: The group protocol's name is its version. Kafka refuses a member that has no protocol in
+    #: common with the group (INCONSISTENT_GROUP_PROTOCOL), so a worker does not join a group of
+    #: workers whose tasks keep their input offsets elsewhere: "marketban-tasks" kept them in the
+    #: group, this one keeps them in the task's changelog (docs/operations.md, "Upgrading").
+    name = "marketban-tasks-2"
     version = 0
 
     def __init__(self, url: str, shared: tuple[str, ...]) -> None:

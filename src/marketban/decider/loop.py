@@ -27,7 +27,12 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CoordinatorNotAvailableError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CoordinatorNotAvailableError,
+    IllegalStateError,
+    InconsistentGroupProtocolError,
+    KafkaError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from marketban.decider.assignor import TaskAssignor
@@ -57,6 +62,8 @@ MAX_QUEUED: Final = 5_000
 _FETCH_WAIT_MS: Final = 100
 _POLL_MS: Final = 100
 _TICK_EVERY_S: Final = 0.001
+#: Between two attempts at joining a group that members of another version hold.
+_REJOIN_S: Final = 1.0
 #: Attempts at reading a task's committed offsets while the coordinator is not ready.
 _COMMITTED_TRIES: Final = 40
 _COMMITTED_RETRY_S = 0.25  # between them (not Final: a unit test makes it 0)
@@ -127,6 +134,7 @@ class Decider:
         self._paused: set[int] = set()
         self._committed = asyncio.Event()  # a batch committed since the last report
         self._report_logged = -_REPORT_WARN_S  # when a report's unexpected error was logged
+        self._protocol_logged = -_REPORT_WARN_S  # when another version's members were logged
         self._generation = 0
         #: Tasks whose changelog partition holds a hanging transaction: task -> its first offset.
         self.hanging: dict[int, int] = {}
@@ -233,6 +241,9 @@ class Decider:
         while True:
             try:
                 batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=10_000)
+            except InconsistentGroupProtocolError:
+                await self._wait_for_older_members()
+                continue
             except KafkaError as exc:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
@@ -266,6 +277,18 @@ class Decider:
                     self._paused.add(task.number)
                 if task.number in woken or task.waiting():
                     task.wake.set()
+
+    async def _wait_for_older_members(self) -> None:
+        """Members of another version hold the group: say so (every 30 s), try again soon."""
+        if time.monotonic() - self._protocol_logged >= _REPORT_WARN_S:
+            self._protocol_logged = time.monotonic()
+            log.error(
+                "group %s has members of another marketban version (their task assignor is "
+                "not %s); this worker joins once all of them have stopped (docs/operations.md, "
+                "'Upgrading')",
+                self.settings.app_id, self.assignor.name,
+            )  # fmt: skip
+        await asyncio.sleep(_REJOIN_S)
 
     async def _confirm(self, task: Task) -> None:
         """What the consumer knows now of the task's empty partitions (Lane.confirmed_ms)."""
