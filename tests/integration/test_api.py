@@ -360,6 +360,7 @@ def test_metrics_count_what_both_workers_decided_without_personal_labels(cluster
         status, text = http(port, "/metrics")
         assert status == 200
         assert "marketban_decision_latency_seconds_bucket" in text
+        assert "marketban_event_loop_lag_seconds_count" in text
         assert "marketban_consumer_lag" in text
         assert 'marketban_table_entries{table="ban_register"}' in text
         for line in text.splitlines():

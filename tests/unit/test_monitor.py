@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from datetime import UTC, date, datetime
 
 import orjson
 from openapi_spec_validator import validate
 
 from marketban.adapters.logs import JsonFormatter
-from marketban.adapters.metrics import Metrics
+from marketban.adapters.metrics import LoopLagProbe, Metrics
 from marketban.domain.engine import Source
 from marketban.service.monitor import Disposition, Tally, ViolationLog
 from marketban.service.openapi import openapi
@@ -114,6 +116,31 @@ def test_openapi_document_is_valid_and_names_every_endpoint() -> None:
     for action in ("acknowledge", "confirm", "dismiss"):
         write = document["paths"][f"/api/violations/{{violation_id}}/{action}"]["post"]
         assert write["security"] == [{"bearer": []}]
+
+
+async def test_the_loop_lag_probe_shows_a_loop_that_was_blocked_running_its_timer_late() -> None:
+    metrics = Metrics(dict, dict)
+    probe = LoopLagProbe(metrics.observe_loop_lag, every_s=0.01)
+    await probe.start()
+    try:
+        await asyncio.sleep(0.05)
+        time.sleep(0.08)  # noqa: ASYNC251 - blocking the loop is what is measured
+        await asyncio.sleep(0.03)
+    finally:
+        await probe.stop()
+    found = {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1)
+            for line in metrics.exposition().decode().splitlines()
+            if line.startswith("marketban_event_loop_lag_seconds")
+        )
+    }
+    samples = found["marketban_event_loop_lag_seconds_count"]
+    assert samples >= 3
+    # The timer due during the block fired at least 60 ms late.
+    assert found['marketban_event_loop_lag_seconds_bucket{le="0.05"}'] < samples
+    assert found["marketban_event_loop_lag_seconds_sum"] >= 0.06
 
 
 def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() -> None:

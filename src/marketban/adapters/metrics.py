@@ -11,6 +11,9 @@ about half of what the engine needs to decide one; this way 0.9 us (timeit, the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -27,6 +30,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
+
+#: Event loop lag buckets, in seconds: a turn of a few ms delays every hop of a transaction.
+LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0)
+#: How often the loop's lag is sampled.
+LOOP_LAG_EVERY_S = 0.1
 
 #: Records not yet read, by (topic, partition).
 Lag = Mapping[tuple[str, int], int]
@@ -58,6 +66,8 @@ class Metrics(Collector):
         self._counts: dict[tuple[str, ...], int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self._latency_sum = 0.0
+        self._lag_buckets = [0] * (len(LOOP_LAG_BUCKETS) + 1)
+        self._lag_sum = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -83,6 +93,11 @@ class Metrics(Collector):
         self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum += seconds
 
+    def observe_loop_lag(self, seconds: float) -> None:
+        """How late one of the event loop's timers fired."""
+        self._lag_buckets[bisect_left(LOOP_LAG_BUCKETS, seconds)] += 1
+        self._lag_sum += seconds
+
     def describe(self) -> Iterator[Any]:
         """Nothing: the families are only known when collected (and registering must not call)."""
         return iter(())
@@ -96,15 +111,18 @@ class Metrics(Collector):
         for key, n in sorted(self._counts.items()):
             families[key[0]].add_metric(list(key[1:]), n)
         yield from families.values()
-        cumulative, buckets = 0, []
-        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self._buckets, strict=True):
-            cumulative += n
-            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
         yield HistogramMetricFamily(
             "marketban_decision_latency_seconds",
             "From the order's broker timestamp to its decision being sent (before the commit)",
-            buckets=buckets,
+            buckets=_cumulative(LATENCY_BUCKETS, self._buckets),
             sum_value=self._latency_sum,
+        )
+        yield HistogramMetricFamily(
+            "marketban_event_loop_lag_seconds",
+            "How late a timer of the worker's event loop fires (sampled every 100 ms): what each "
+            "step of a decision and each Kafka request waits before it runs",
+            buckets=_cumulative(LOOP_LAG_BUCKETS, self._lag_buckets),
+            sum_value=self._lag_sum,
         )
         lag = GaugeMetricFamily(
             "marketban_consumer_lag",
@@ -134,3 +152,45 @@ class Metrics(Collector):
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, int]]:
+    """Prometheus histogram buckets (cumulative, ``+Inf`` last) from per-bucket counts."""
+    cumulative, buckets = 0, []
+    for bound, n in zip((*bounds, float("inf")), counts, strict=True):
+        cumulative += n
+        buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+    return buckets
+
+
+class LoopLagProbe:
+    """Samples how late the event loop runs a timer, into ``Metrics.observe_loop_lag``.
+
+    Everything in the worker (the tasks' handling, every Kafka request and response) is a turn
+    of one event loop; when the turns are long, every hop of an order's transaction waits
+    (docs/benchmarks.md). Decision latency says that orders are slow, this says whether the
+    worker's loop is why.
+    """
+
+    def __init__(self, observe: Callable[[float], None], every_s: float = LOOP_LAG_EVERY_S) -> None:
+        self._observe = observe
+        self._every_s = every_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start sampling on the running loop."""
+        self._task = asyncio.create_task(self._sample(), name="loop-lag")
+
+    async def stop(self) -> None:
+        """Stop sampling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _sample(self) -> None:
+        every, observe = self._every_s, self._observe
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(every)
+            observe(max(time.perf_counter() - asked - every, 0.0))

@@ -20,7 +20,7 @@ from marketban.adapters import eventloop
 from marketban.adapters.api import Api
 from marketban.adapters.follower import TopicFollower
 from marketban.adapters.logs import logging_config
-from marketban.adapters.metrics import Metrics
+from marketban.adapters.metrics import LoopLagProbe, Metrics
 from marketban.decider.loop import Decider
 from marketban.domain.bans import BanView, BanWindows
 from marketban.domain.calendars import MarketCalendar
@@ -187,7 +187,15 @@ class MarketbanWorker:
 
     def services(self) -> list[Any]:
         """Services the Faust Worker must start and stop with the app."""
-        return [_Components(self.register_follower, self.observer, self.dispositions, self.decider)]
+        return [
+            _Components(
+                LoopLagProbe(self.metrics.observe_loop_lag),
+                self.register_follower,
+                self.observer,
+                self.dispositions,
+                self.decider,
+            )
+        ]
 
 
 def run_worker(settings: Settings, calendar: MarketCalendar) -> int:
