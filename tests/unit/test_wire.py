@@ -8,7 +8,7 @@ import pytest
 
 from marketban.domain.engine import Source
 from marketban.domain.wire import MAX_PAYLOAD_BYTES
-from tests.unit.helpers import new_engine, order
+from tests.unit.helpers import ban, feed, link, new_engine, order
 
 
 def handle(topic: str, key: str | None, payload):
@@ -108,3 +108,26 @@ def test_a_key_mismatch_is_refused_on_the_bytes_path_too() -> None:
     out = handle("orders", "A2", json.dumps(order("O1", "A1")).encode())
     assert [t for t, _, _ in out] == ["rejected", "decisions"]
     assert "is not its account_id" in out[0][2].error
+
+
+#: A payload as a gateway may write it: spaces, non-ASCII unescaped, an exponent, a key twice.
+_AS_WRITTEN = (
+    '{ "order_id" : "O1",  "account_id": "A1", "broker": "券商", "quantity": -15e-1, '
+    '"quantity": -1, "exchange": "XSHG" }'
+)
+
+
+@pytest.mark.parametrize("topic", ["orders", "accounts", "evidence", "holdings", "executions"])
+def test_a_rejection_carries_the_payload_exactly_as_it_arrived(topic) -> None:
+    out = handle(topic, "A1", _AS_WRITTEN.encode())
+    assert [v.payload for t, _, v in out if t == "rejected"] == [_AS_WRITTEN]
+
+
+def test_a_repeated_orders_rejection_carries_its_own_payload_text() -> None:
+    engine = new_engine()
+    feed(engine, ("bans", ban()), ("accounts", link("A1", "P1")))
+    first = json.dumps(order("O1", "A1")).encode()
+    again = json.dumps(order("O1", "A1"), indent=1, ensure_ascii=False).encode()
+    engine.handle("orders", "A1", first, Source("orders", 0, 1))
+    out = engine.handle("orders", "A1", again, Source("orders", 0, 2))
+    assert [(t, v.payload) for t, _, v in out] == [("rejected", again.decode())]

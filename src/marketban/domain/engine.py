@@ -114,7 +114,7 @@ class Engine(ReferenceRules, ExecutionRules):
             return [rejected_output(source, key, payload, str(exc))]
         try:
             if topic == "orders":
-                return self._on_order(key, obj, source, now)
+                return self._on_order(key, obj, payload, source, now)
             if topic == "bans":
                 return self._on_ban(key, obj, payload, source)
             if topic == "accounts":
@@ -211,7 +211,7 @@ class Engine(ReferenceRules, ExecutionRules):
             except DecodeError:
                 obj = {}
             try:
-                return self._invalid_order(key, obj, source, error)
+                return self._invalid_order(key, obj, payload, source, error)
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 error = f"{error}; and building its block decision failed: {exc!r}"
         return [rejected_output(source, key, payload, error)]

@@ -29,7 +29,7 @@ from marketban.domain.state import (
     rejected_output,
     require_key,
 )
-from marketban.domain.wire import DecodeError, parse_object, validate
+from marketban.domain.wire import DecodeError, validate
 
 CLAUSE_NAMES: Final = {
     "6.1": "ordered buy-back (责令回购)",
@@ -99,14 +99,20 @@ class OrderRules(TerminalRules):
         return Measures(named, persons, windows, owner_windows, via, banned)
 
     def _on_order(
-        self, key: str | None, obj: dict[str, Any], src: Source, now: datetime | None
+        self,
+        key: str | None,
+        obj: dict[str, Any],
+        raw: Payload,
+        src: Source,
+        now: datetime | None,
     ) -> list[Output]:
+        """R3/R4 for an order the fast path did not take; ``raw`` is the payload as it came."""
         try:
             order = validate(Order, obj)
             require_key(key, order.account_id, "account_id")
         except DecodeError as exc:
-            return self._invalid_order(key, obj, src, str(exc))
-        return self._decide(key, order, obj, src, now)
+            return self._invalid_order(key, obj, raw, src, str(exc))
+        return self._decide(key, order, raw, src, now)
 
     def _decide(
         self,
@@ -146,7 +152,7 @@ class OrderRules(TerminalRules):
                 rejected_output(
                     src,
                     key,
-                    parse_object(raw),  # the same text whichever path decoded the order
+                    raw,
                     f"duplicate order_id {order.order_id}: already decided ({duplicate.verdict}) "
                     f"for session {duplicate.session}",
                 )
@@ -286,9 +292,9 @@ class OrderRules(TerminalRules):
         return Judgement("block", None, None, f"blocked: {bans} applies to session {session}{why}")
 
     def _invalid_order(
-        self, key: str | None, obj: dict[str, Any], src: Source, error: str
+        self, key: str | None, obj: dict[str, Any], raw: Payload, src: Source, error: str
     ) -> list[Output]:
-        out: list[Output] = [rejected_output(src, key, obj, f"invalid order: {error}")]
+        out: list[Output] = [rejected_output(src, key, raw, f"invalid order: {error}")]
         order_id, account_id = obj.get("order_id"), obj.get("account_id")
         if isinstance(order_id, str) and order_id and isinstance(account_id, str) and account_id:
             # Only a record keyed by its account sits in the partition that holds the account's
