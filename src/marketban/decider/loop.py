@@ -77,8 +77,10 @@ _REPORT_WITHIN_S: Final = 10.0
 _REPORT_CLOSING_S: Final = 2.0
 #: After a report that failed, before the next try (not Final: a unit test makes it 0).
 _REPORT_RETRY_S = 0.2
-#: How long reports may fail before it is logged (then again as often; an unexpected error too).
+#: How long reports may fail before it is logged (then again as often).
 _REPORT_WARN_S: Final = 30.0
+#: Least time between two log lines of the same repeated error (``_log_due``).
+_LOG_AGAIN_S: Final = 30.0
 
 
 class Decider:
@@ -133,8 +135,7 @@ class Decider:
         self._ticked = 0.0
         self._paused: set[int] = set()
         self._committed = asyncio.Event()  # a batch committed since the last report
-        self._report_logged = -_REPORT_WARN_S  # when a report's unexpected error was logged
-        self._protocol_logged = -_REPORT_WARN_S  # when another version's members were logged
+        self._logged: dict[str, float] = {}  # repeated error -> when it was logged (_log_due)
         self._generation = 0
         #: Tasks whose changelog partition holds a hanging transaction: task -> its first offset.
         self.hanging: dict[int, int] = {}
@@ -280,8 +281,7 @@ class Decider:
 
     async def _wait_for_older_members(self) -> None:
         """Members of another version hold the group: say so (every 30 s), try again soon."""
-        if time.monotonic() - self._protocol_logged >= _REPORT_WARN_S:
-            self._protocol_logged = time.monotonic()
+        if self._log_due("another version"):
             log.error(
                 "group %s has members of another marketban version (their task assignor is "
                 "not %s); this worker joins once all of them have stopped (docs/operations.md, "
@@ -289,6 +289,14 @@ class Decider:
                 self.settings.app_id, self.assignor.name,
             )  # fmt: skip
         await asyncio.sleep(_REJOIN_S)
+
+    def _log_due(self, what: str) -> bool:
+        """Whether the repeated error ``what`` may be logged now: once every ``_LOG_AGAIN_S``."""
+        now, last = time.monotonic(), self._logged.get(what)
+        if last is not None and now - last < _LOG_AGAIN_S:
+            return False
+        self._logged[what] = now
+        return True
 
     async def _confirm(self, task: Task) -> None:
         """What the consumer knows now of the task's empty partitions (Lane.confirmed_ms)."""
@@ -491,8 +499,7 @@ class Decider:
             log.debug("committed offsets not reported to the group yet (%r)", exc)
             return False
         except Exception:  # any other: the reports must go on (``feed`` waits for them)
-            if time.monotonic() - self._report_logged >= _REPORT_WARN_S:
-                self._report_logged = time.monotonic()
+            if self._log_due("report"):
                 log.exception("committed offsets not reported to the group; trying again")
             return False
         for task, found in tasks:
