@@ -14,7 +14,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from marketban.adapters.kafka_admin import ensure_topics
@@ -210,8 +216,6 @@ def _json_line(line: bytes) -> Any:
 async def _move_group(bootstrap: str, prefix: str) -> tuple[int, int]:
     """Commit, for the worker group, offset 0 on every account input it has an offset of but
     ``orders``, and the end of each ``orders`` partition; how many partitions of each."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
-    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
 
     group = f"{prefix}worker"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
