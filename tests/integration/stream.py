@@ -64,6 +64,30 @@ def through_worker(env: dict[str, str], lines: Path, tmp_path: Path) -> tuple[by
     return streamed, worker.log()
 
 
+def banned_accounts(env: dict[str, str], tmp_path: Path, persons: int) -> tuple[Path, list[str]]:
+    """A synthetic market's reference data (a replay-format file) and its banned persons' own
+    accounts (SP…), not the nominees it links to others."""
+    lines = cli(env, "synth", "--orders", "0", "--banned-persons", str(persons))
+    path = tmp_path / "reference.jsonl"
+    path.write_bytes(lines)
+    records = [json.loads(line) for line in lines.splitlines()]
+    accounts = [
+        r["key"]
+        for r in records
+        if r["topic"] == "accounts" and r["value"]["person_id"].startswith("SP")
+    ]
+    return path, accounts
+
+
+def buy_order(order_id: str, account: str) -> dict[str, Any]:
+    """An order that a banned account's ban blocks (a buy on an ordinary trading morning)."""
+    return {
+        "order_id": order_id, "account_id": account, "exchange": "XSHG", "security": "600000",
+        "side": "buy", "quantity": 100, "price": "10.50",
+        "entered_at": "2024-06-03T10:00:00+08:00", "broker": "B001",
+    }  # fmt: skip
+
+
 def replay(path: Path) -> bytes:
     return subprocess.run(
         [sys.executable, "-m", "marketban.cli", "replay", str(path)],

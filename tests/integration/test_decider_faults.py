@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 
 from marketban.decider.partitioning import partition_of
 from tests.integration.chaos import Market, Supervised, market
-from tests.integration.stream import cli, start_worker, worker_env
+from tests.integration.stream import banned_accounts, buy_order, cli, start_worker, worker_env
 from tests.integration.test_chaos import ORDERS, SCALE, _env, assert_clean, assert_logs_clean, audit
 
 
@@ -88,20 +88,11 @@ def test_two_workers_and_input_fed_without_waiting_match_the_audit(
 def test_orders_from_librdkafkas_default_partitioner_are_rejected_and_blocked_never_allowed(
     kafka_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    banned = 30 * SCALE
-    lines = cli(kafka_env, "synth", "--orders", "0", "--banned-persons", str(banned))
-    (tmp_path / "reference.jsonl").write_bytes(lines)
-    # The banned persons' own accounts (SP…), not the nominees the market links to others.
-    accounts = [
-        json.loads(line)["key"]
-        for line in lines.splitlines()
-        if json.loads(line)["topic"] == "accounts"
-        and json.loads(line)["value"]["person_id"].startswith("SP")
-    ]
+    reference, accounts = banned_accounts(kafka_env, tmp_path, 30 * SCALE)
     env = worker_env(kafka_env, tmp_path / "data")
     worker = start_worker(env, tmp_path / "worker.log")
     try:
-        cli(env, "feed", str(tmp_path / "reference.jsonl"))
+        cli(env, "feed", str(reference))
         # librdkafka's default partitioner is consistent_random (CRC32), not Java's murmur2.
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
         topic = env["MARKETBAN_TOPIC_PREFIX"] + "orders"
@@ -112,11 +103,7 @@ def test_orders_from_librdkafkas_default_partitioner_are_rejected_and_blocked_ne
             placed[msg.key().decode()] = msg.partition()  # type: ignore[attr-defined]
 
         for i, account in enumerate(accounts):
-            order = {
-                "order_id": f"RD-{i}", "account_id": account, "exchange": "XSHG",
-                "security": "600000", "side": "buy", "quantity": 100, "price": "10.50",
-                "entered_at": "2024-06-03T10:00:00+08:00", "broker": "B001",
-            }  # fmt: skip
+            order = buy_order(f"RD-{i}", account)
             producer.produce(
                 topic, key=account.encode(), value=orjson.dumps(order), on_delivery=delivered
             )
