@@ -65,8 +65,7 @@ def through_worker(env: dict[str, str], lines: Path, tmp_path: Path) -> tuple[by
 
 
 def banned_accounts(env: dict[str, str], tmp_path: Path, persons: int) -> tuple[Path, list[str]]:
-    """A synthetic market's reference data (a replay-format file) and its banned persons' own
-    accounts (SP…), not the nominees it links to others."""
+    """A synthetic market's reference data file, and its banned persons' own (SP…) accounts."""
     lines = cli(env, "synth", "--orders", "0", "--banned-persons", str(persons))
     path = tmp_path / "reference.jsonl"
     path.write_bytes(lines)
