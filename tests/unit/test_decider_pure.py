@@ -817,3 +817,65 @@ async def test_a_missing_topic_of_ours_or_a_leaderless_internal_one_holds_a_task
             ["p.changelog"],
             within_s=0.0,
         )
+
+
+class _FailingFetches:
+    """A consumer whose fetches fail ``failures`` times (a codec it cannot read), then work."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.fetches = 0
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        import asyncio  # noqa: PLC0415
+
+        from aiokafka.errors import UnsupportedCodecError  # noqa: PLC0415
+
+        self.fetches += 1
+        await asyncio.sleep(0)
+        if self.failures:
+            self.failures -= 1
+            raise UnsupportedCodecError("Libraries for snappy compression codec not found")
+        return {}
+
+
+async def test_fetches_that_keep_failing_make_the_worker_unready_and_log_an_error_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from marketban.decider import loop  # noqa: PLC0415
+    from marketban.settings import Settings  # noqa: PLC0415
+    from tests.unit.helpers import CAL  # noqa: PLC0415
+
+    monkeypatch.setattr(loop, "_FETCH_RETRY_S", 0)
+    monkeypatch.setattr(loop, "_FETCH_FAILING_S", 0.2)
+    decider = loop.Decider(Settings(), CAL)
+    consumer = _FailingFetches(failures=10**9)
+    decider._consumer = consumer  # type: ignore[assignment]
+    assert decider.readiness()["fetching"]
+    caplog.set_level(logging.INFO, logger=loop.__name__)
+    fetch = asyncio.create_task(decider._fetch())
+    try:
+        for _ in range(1000):
+            if consumer.fetches >= 3:
+                break
+            await asyncio.sleep(0)
+        assert decider.readiness()["fetching"], "a few failed fetches are not yet a stall"
+        await asyncio.sleep(0.3)
+        assert not decider.readiness()["fetching"]
+        stalled = consumer.fetches
+        assert stalled > 10
+        levels = [r.levelname for r in caplog.records if r.name == loop.__name__]
+        assert levels == ["WARNING", "ERROR"], levels  # not one line per failed fetch
+        assert "snappy" in caplog.records[-1].getMessage()
+        consumer.failures = 0
+        for _ in range(1000):
+            if consumer.fetches >= stalled + 2:
+                break
+            await asyncio.sleep(0)
+        assert decider.readiness()["fetching"]
+        assert "fetching again" in caplog.records[-1].getMessage()
+    finally:
+        fetch.cancel()

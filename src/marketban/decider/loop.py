@@ -64,6 +64,12 @@ _POLL_MS: Final = 100
 _TICK_EVERY_S: Final = 0.001
 #: Between two attempts at joining a group that members of another version hold.
 _REJOIN_S: Final = 1.0
+#: After a fetch that failed, before the next (not Final: a unit test makes it 0).
+_FETCH_RETRY_S = 0.5
+#: How long fetches may fail before the worker reports itself not ready and logs an ERROR (then
+#: every ``_LOG_AGAIN_S``). A broker restarting fails a few; a batch in a codec this process
+#: cannot read or an ACL that refuses an input topic fails every one, and nothing is decided.
+_FETCH_FAILING_S = 5.0
 #: Attempts at reading a task's committed offsets while the coordinator is not ready.
 _COMMITTED_TRIES: Final = 40
 _COMMITTED_RETRY_S = 0.25  # between them (not Final: a unit test makes it 0)
@@ -136,6 +142,7 @@ class Decider:
         self._paused: set[int] = set()
         self._committed = asyncio.Event()  # a batch committed since the last report
         self._logged: dict[str, float] = {}  # repeated error -> when it was logged (_log_due)
+        self._fetch_failing_since: float | None = None  # monotonic; None: the last fetch worked
         self._generation = 0
         #: Tasks whose changelog partition holds a hanging transaction: task -> its first offset.
         self.hanging: dict[int, int] = {}
@@ -196,7 +203,13 @@ class Decider:
             "partitions_assigned": not self.rebalancing,
             "tables_recovered": not self.rebalancing and len(self.tasks) == len(self._runs),
             "bans_read": self.bans_loaded.is_set(),
+            "fetching": self._fetch_failing_for() < _FETCH_FAILING_S,
         }
+
+    def _fetch_failing_for(self) -> float:
+        """For how long every fetch has failed, in seconds (0 if the last one worked)."""
+        since = self._fetch_failing_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def engine_for(self, account_id: str) -> Engine | None:
         """The engine of the local task that owns ``account_id``, or None."""
@@ -246,9 +259,12 @@ class Decider:
                 await self._wait_for_older_members()
                 continue
             except KafkaError as exc:
-                log.warning("fetch failed (%s); retrying", exc)
-                await asyncio.sleep(0.5)
+                self._fetch_failed(exc)
+                await asyncio.sleep(_FETCH_RETRY_S)
                 continue
+            if self._fetch_failing_since is not None:
+                log.info("fetching again after %.1fs of failed fetches", self._fetch_failing_for())
+                self._fetch_failing_since = None
             # A record's fetch time is its response's; an empty partition confirms it once a
             # later response shows that partition with nothing more (Lane.confirmed_ms, read by
             # each task just before it takes records).
@@ -278,6 +294,20 @@ class Decider:
                     self._paused.add(task.number)
                 if task.number in woken or task.waiting():
                     task.wake.set()
+
+    def _fetch_failed(self, exc: KafkaError) -> None:
+        """Log a failed fetch: the first of a run, then an ERROR once it has lasted."""
+        if self._fetch_failing_since is None:
+            self._fetch_failing_since = time.monotonic()
+            log.warning("fetch failed (%s); retrying", exc)
+            return
+        failing = self._fetch_failing_for()
+        if failing >= _FETCH_FAILING_S and self._log_due("fetch"):
+            log.error(
+                "no fetch has worked for %.0fs (%s): nothing is decided until one does; "
+                "/health/ready reports fetching=false",
+                failing, exc,
+            )  # fmt: skip
 
     async def _wait_for_older_members(self) -> None:
         """Members of another version hold the group: say so (every 30 s), try again soon."""
