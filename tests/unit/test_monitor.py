@@ -154,7 +154,10 @@ def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() ->
     )
     out += engine.handle("orders", "A1", b"{broken", Source("marketban.orders"))
     metrics = Metrics(
-        lambda: {"accounts": 2}, lambda: {("marketban.orders", 0): 7}, lambda: {2: 406}
+        lambda: {"accounts": 2},
+        lambda: {("marketban.orders", 0): 7},
+        lambda: {2: 406},
+        lambda: 12.5,
     )
     metrics.count(out, "orders")
     for seconds in (0.003, 0.5, 0.005):  # 0.005 is on a bound: counted as <= it
@@ -173,6 +176,7 @@ def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() ->
     assert 'marketban_consumer_lag{partition="0",topic="marketban.orders"} 7.0' in text
     assert 'marketban_table_entries{table="accounts"} 2.0' in text
     assert 'marketban_hanging_transaction_offset{task="2"} 406.0' in text
+    assert "marketban_fetch_failing_seconds 12.5" in text
     for private in ("A1", "A2", "P1", "O1", "张三", "D1"):
         assert f'"{private}"' not in text
 

@@ -59,10 +59,12 @@ class Metrics(Collector):
         sizes: Callable[[], Mapping[str, int]],
         lag: Callable[[], Lag],
         hanging: Callable[[], Mapping[int, int]] = dict,
+        fetch_failing: Callable[[], float] = float,
     ) -> None:
         self._sizes = sizes
         self._lag = lag
         self._hanging = hanging
+        self._fetch_failing = fetch_failing
         self._counts: dict[tuple[str, ...], int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self._latency_sum = 0.0
@@ -148,6 +150,11 @@ class Metrics(Collector):
         for task, offset in sorted(self._hanging().items()):
             hanging.add_metric([str(task)], offset)
         yield hanging
+        yield GaugeMetricFamily(
+            "marketban_fetch_failing_seconds",
+            "For how long every fetch of the decider has failed (0: the last one worked)",
+            value=self._fetch_failing(),
+        )
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

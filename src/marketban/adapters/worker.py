@@ -130,7 +130,13 @@ class MarketbanWorker:
             s.kafka(), [*self._observed, s.dispositions_topic], s.topic_partitions, self._observe
         )
         self.dispositions = DispositionRecorder(s)
-        self.metrics = Metrics(self._sizes, self._lag, lambda: self.decider.hanging)
+        # The decider, made next, reports to the metrics: they read it back only when scraped.
+        self.metrics = Metrics(
+            self._sizes,
+            self._lag,
+            lambda: self.decider.hanging,
+            lambda: self.decider.fetch_failing_for(),  # noqa: PLW0108 - made below
+        )
         self.decider = Decider(s, calendar, self.metrics)
         self._add_health_views()
         Api(

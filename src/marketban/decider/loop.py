@@ -203,10 +203,10 @@ class Decider:
             "partitions_assigned": not self.rebalancing,
             "tables_recovered": not self.rebalancing and len(self.tasks) == len(self._runs),
             "bans_read": self.bans_loaded.is_set(),
-            "fetching": self._fetch_failing_for() < _FETCH_FAILING_S,
+            "fetching": self.fetch_failing_for() < _FETCH_FAILING_S,
         }
 
-    def _fetch_failing_for(self) -> float:
+    def fetch_failing_for(self) -> float:
         """For how long every fetch has failed, in seconds (0 if the last one worked)."""
         since = self._fetch_failing_since
         return 0.0 if since is None else time.monotonic() - since
@@ -263,7 +263,7 @@ class Decider:
                 await asyncio.sleep(_FETCH_RETRY_S)
                 continue
             if self._fetch_failing_since is not None:
-                log.info("fetching again after %.1fs of failed fetches", self._fetch_failing_for())
+                log.info("fetching again after %.1fs of failed fetches", self.fetch_failing_for())
                 self._fetch_failing_since = None
             # A record's fetch time is its response's; an empty partition confirms it once a
             # later response shows that partition with nothing more (Lane.confirmed_ms, read by
@@ -301,7 +301,7 @@ class Decider:
             self._fetch_failing_since = time.monotonic()
             log.warning("fetch failed (%s); retrying", exc)
             return
-        failing = self._fetch_failing_for()
+        failing = self.fetch_failing_for()
         if failing >= _FETCH_FAILING_S and self._log_due("fetch"):
             log.error(
                 "no fetch has worked for %.0fs (%s): nothing is decided until one does; "
