@@ -820,10 +820,10 @@ async def test_a_missing_topic_of_ours_or_a_leaderless_internal_one_holds_a_task
 
 
 class _FailingFetches:
-    """A consumer whose fetches fail ``failures`` times (a codec it cannot read), then work."""
+    """A consumer whose fetches fail (a codec it cannot read) while ``failing`` is set."""
 
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
+    def __init__(self) -> None:
+        self.failing = True
         self.fetches = 0
 
     async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
@@ -833,8 +833,7 @@ class _FailingFetches:
 
         self.fetches += 1
         await asyncio.sleep(0)
-        if self.failures:
-            self.failures -= 1
+        if self.failing:
             raise UnsupportedCodecError("Libraries for snappy compression codec not found")
         return {}
 
@@ -852,7 +851,7 @@ async def test_fetches_that_keep_failing_make_the_worker_unready_and_log_an_erro
     monkeypatch.setattr(loop, "_FETCH_RETRY_S", 0)
     monkeypatch.setattr(loop, "_FETCH_FAILING_S", 0.2)
     decider = loop.Decider(Settings(), CAL)
-    consumer = _FailingFetches(failures=10**9)
+    consumer = _FailingFetches()
     decider._consumer = consumer  # type: ignore[assignment]
     assert decider.readiness()["fetching"]
     caplog.set_level(logging.INFO, logger=loop.__name__)
@@ -870,7 +869,7 @@ async def test_fetches_that_keep_failing_make_the_worker_unready_and_log_an_erro
         levels = [r.levelname for r in caplog.records if r.name == loop.__name__]
         assert levels == ["WARNING", "ERROR"], levels  # not one line per failed fetch
         assert "snappy" in caplog.records[-1].getMessage()
-        consumer.failures = 0
+        consumer.failing = False
         for _ in range(1000):
             if consumer.fetches >= stalled + 2:
                 break
