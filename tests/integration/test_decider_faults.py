@@ -7,6 +7,9 @@
 - orders produced by librdkafka with its default partitioner (not murmur2): each one outside its
   key's partition is rejected with the partition it belongs in and blocked; none is allowed.
 
+- partitions added to ``orders`` while a worker runs: it says it is not ready (and why) within
+  seconds, and no order of a banned account is allowed, wherever the new count puts it.
+
 ``make test`` runs them at a small size; ``make chaos`` at MARKETBAN_CHAOS_SCALE times it.
 """
 
@@ -16,9 +19,13 @@ import asyncio
 import json
 import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from confluent_kafka import Producer
 
 from marketban.decider.partitioning import partition_of
@@ -95,19 +102,7 @@ def test_orders_from_librdkafkas_default_partitioner_are_rejected_and_blocked_ne
         cli(env, "feed", str(reference))
         # librdkafka's default partitioner is consistent_random (CRC32), not Java's murmur2.
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
-        topic = env["MARKETBAN_TOPIC_PREFIX"] + "orders"
-        placed: dict[str, int] = {}
-
-        def delivered(err: object, msg: object) -> None:
-            assert err is None, err
-            placed[msg.key().decode()] = msg.partition()  # type: ignore[attr-defined]
-
-        for i, account in enumerate(accounts):
-            order = buy_order(f"RD-{i}", account)
-            producer.produce(
-                topic, key=account.encode(), value=orjson.dumps(order), on_delivery=delivered
-            )
-        assert producer.flush(30) == 0
+        placed = _send_orders(producer, env["MARKETBAN_TOPIC_PREFIX"] + "orders", accounts, "RD-")
         report = audit(env)
         streamed = cli(env, "tail", "--idle", "3")
     finally:
@@ -128,3 +123,78 @@ def test_orders_from_librdkafkas_default_partitioner_are_rejected_and_blocked_ne
     for r in rejected:
         assert "partitioner=murmur2_random" in r["error"]
     assert_clean(report, len(accounts))
+
+
+def _send_orders(producer: Producer, topic: str, accounts: list[str], ids: str) -> dict[str, int]:
+    """A buy order for each account (order id ``ids`` + its index): account -> its partition."""
+    placed: dict[str, int] = {}
+
+    def delivered(err: object, msg: object) -> None:
+        assert err is None, err
+        placed[msg.key().decode()] = msg.partition()  # type: ignore[attr-defined]
+
+    for i, account in enumerate(accounts):
+        order = buy_order(f"{ids}{i}", account)
+        producer.produce(
+            topic, key=account.encode(), value=orjson.dumps(order), on_delivery=delivered
+        )
+    assert producer.flush(30) == 0
+    return placed
+
+
+def _health(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
+            answer: dict[str, Any] = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        answer = json.loads(exc.read())
+    return answer
+
+
+async def _add_partitions(bootstrap: str, topic: str, total: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_partitions({topic: NewPartitions(total_count=total)})
+    finally:
+        await admin.close()
+
+
+def test_partitions_added_to_orders_while_it_runs_make_it_unready_and_allow_no_banned_order(
+    kafka_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    reference, accounts = banned_accounts(kafka_env, tmp_path, 30)
+    env = worker_env(kafka_env, tmp_path / "data")
+    partitions = int(env["MARKETBAN_TOPIC_PARTITIONS"])
+    port = int(env["MARKETBAN_WEB_PORT"])
+    topic = env["MARKETBAN_TOPIC_PREFIX"] + "orders"
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        cli(env, "feed", str(reference))
+        asyncio.run(_add_partitions(kafka_bootstrap, topic, partitions + 1))
+        deadline = time.monotonic() + 60
+        while (health := _health(port))["checks"].get("topic_layout", True):
+            assert time.monotonic() < deadline, f"still {health} a minute after the change"
+            time.sleep(0.5)
+        # A gateway that starts now places by the new count, as Kafka's partitioner does.
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+        placed = _send_orders(producer, topic, accounts, "AP-")
+        streamed = cli(env, "tail", "--idle", "3")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+    finally:
+        worker.stop()
+    verdicts = {}
+    for line in streamed.splitlines():
+        rec = json.loads(line)
+        if rec["topic"] == "decisions" and rec["value"]["order_id"].startswith("AP-"):
+            verdicts[accounts[int(rec["value"]["order_id"][3:])]] = rec["value"]["verdict"]
+    assert set(verdicts.values()) <= {"block"}, "a banned account traded"
+    added = {a for a, p in placed.items() if p == partitions}
+    assert added, "no order landed in the added partition: the test proves nothing"
+    assert not added & verdicts.keys(), "an order in a partition no task reads was decided"
+    assert verdicts.keys() == placed.keys() - added
+    assert health["checks"] == {**health["checks"], "topic_layout": False}
+    assert f'marketban_topic_partitions_unexpected{{topic="{topic}"}} {partitions + 1}.0' in metrics
+    assert f"no longer have MARKETBAN_TOPIC_PARTITIONS={partitions} partitions" in worker.log()
+    assert_logs_clean(worker.log())

@@ -152,8 +152,11 @@ def test_alerts_use_only_metrics_the_worker_exposes() -> None:
     engine = new_engine()
     outputs = feed(engine, ("bans", ban()), ("accounts", link()), ("orders", order("O1")))
     outputs += engine.handle("orders", "A1", b"{", Source("orders"))
-    metrics = Metrics(lambda: {"accounts": 0}, lambda: {("t", 0): 0})
-    metrics.count(outputs, "orders")  # a labelled counter shows once it has a sample
+    # A labelled metric shows once it has a sample.
+    metrics = Metrics(
+        lambda: {"accounts": 0}, lambda: {("t", 0): 0}, layout_errors=lambda: {"t": 4}
+    )
+    metrics.count(outputs, "orders")
     exposed = metrics.exposition().decode()
     names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line[:1] != "#"}
     (group,) = prometheus("alerts.yml")["groups"]

@@ -158,6 +158,7 @@ def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() ->
         lambda: {("marketban.orders", 0): 7},
         lambda: {2: 406},
         lambda: 12.5,
+        lambda: {"marketban.orders": 8},
     )
     metrics.count(out, "orders")
     for seconds in (0.003, 0.5, 0.005):  # 0.005 is on a bound: counted as <= it
@@ -177,6 +178,7 @@ def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() ->
     assert 'marketban_table_entries{table="accounts"} 2.0' in text
     assert 'marketban_hanging_transaction_offset{task="2"} 406.0' in text
     assert "marketban_fetch_failing_seconds 12.5" in text
+    assert 'marketban_topic_partitions_unexpected{topic="marketban.orders"} 8.0' in text
     for private in ("A1", "A2", "P1", "O1", "张三", "D1"):
         assert f'"{private}"' not in text
 

@@ -60,11 +60,13 @@ class Metrics(Collector):
         lag: Callable[[], Lag],
         hanging: Callable[[], Mapping[int, int]] = dict,
         fetch_failing: Callable[[], float] = float,
+        layout_errors: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._sizes = sizes
         self._lag = lag
         self._hanging = hanging
         self._fetch_failing = fetch_failing
+        self._layout_errors = layout_errors
         self._counts: dict[tuple[str, ...], int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self._latency_sum = 0.0
@@ -155,6 +157,15 @@ class Metrics(Collector):
             "For how long every fetch of the decider has failed (0: the last one worked)",
             value=self._fetch_failing(),
         )
+        layout = GaugeMetricFamily(
+            "marketban_topic_partitions_unexpected",
+            "Partition count of a topic the worker reads, where it is not "
+            "MARKETBAN_TOPIC_PARTITIONS (partitions added while it ran; operations.md)",
+            labels=["topic"],
+        )
+        for topic, count in sorted(self._layout_errors().items()):
+            layout.add_metric([topic], count)
+        yield layout
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

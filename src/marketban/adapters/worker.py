@@ -136,6 +136,7 @@ class MarketbanWorker:
             self._lag,
             lambda: self.decider.hanging,
             lambda: self.decider.fetch_failing_for(),  # noqa: PLW0108 - made below
+            lambda: self.decider.layout_errors,
         )
         self.decider = Decider(s, calendar, self.metrics)
         self._add_health_views()

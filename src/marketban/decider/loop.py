@@ -70,6 +70,11 @@ _FETCH_RETRY_S = 0.5
 #: every ``_LOG_AGAIN_S``). A broker restarting fails a few; a batch in a codec this process
 #: cannot read or an ACL that refuses an input topic fails every one, and nothing is decided.
 _FETCH_FAILING_S = 5.0
+#: How often the consumer refreshes the cluster's metadata. A partition added to an input topic
+#: shows there, and aiokafka then rejoins the group, where ``_check_layout`` sees it: producers
+#: refresh every 5 minutes by default and send to the new partition from then on, orders this
+#: worker never reads; it should not take as long to say so. One Metadata request each time.
+_METADATA_MAX_AGE_MS: Final = 10_000
 #: Attempts at reading a task's committed offsets while the coordinator is not ready.
 _COMMITTED_TRIES: Final = 40
 _COMMITTED_RETRY_S = 0.25  # between them (not Final: a unit test makes it 0)
@@ -143,6 +148,8 @@ class Decider:
         self._committed = asyncio.Event()  # a batch committed since the last report
         self._logged: dict[str, float] = {}  # repeated error -> when it was logged (_log_due)
         self._fetch_failing_since: float | None = None  # monotonic; None: the last fetch worked
+        #: Topics this worker reads whose partition count is not the configured one -> theirs.
+        self.layout_errors: dict[str, int] = {}
         self._generation = 0
         #: Tasks whose changelog partition holds a hanging transaction: task -> its first offset.
         self.hanging: dict[int, int] = {}
@@ -165,6 +172,7 @@ class Decider:
             heartbeat_interval_ms=max(int(s.session_timeout * 1000) // 4, 500),
             fetch_max_wait_ms=_FETCH_WAIT_MS,
             max_partition_fetch_bytes=1024 * 1024,
+            metadata_max_age_ms=_METADATA_MAX_AGE_MS,
         )
         self._ticker = AIOKafkaProducer(**s.kafka(), acks=1, linger_ms=0)
         await self._ticker.start()
@@ -204,6 +212,7 @@ class Decider:
             "tables_recovered": not self.rebalancing and len(self.tasks) == len(self._runs),
             "bans_read": self.bans_loaded.is_set(),
             "fetching": self.fetch_failing_for() < _FETCH_FAILING_S,
+            "topic_layout": not self.layout_errors,
         }
 
     def fetch_failing_for(self) -> float:
@@ -726,6 +735,7 @@ class Decider:
         bans_topic = self.settings.topic("bans")
         shared = {bans_topic, self.settings.ticks_topic}
         numbers = sorted({tp.partition for tp in partitions if tp.topic not in shared})
+        self._check_layout()
         await self._seek_bans([tp for tp in partitions if tp.topic == bans_topic])
         started = time.monotonic()
         results = await asyncio.gather(
@@ -737,6 +747,32 @@ class Decider:
                 self._schedule_reopen(number)
         self.rebalancing = False
         log.info("tasks %s open in %.1fs", numbers, time.monotonic() - started)
+
+    def _check_layout(self) -> None:
+        """Note (and log) the topics read whose partition count is not the configured one.
+
+        The worker starts only on a right layout (``prepare_topics``), so a wrong one is
+        partitions added to a topic while it ran. Producers then send part of the keys to the new
+        partitions, which no task reads (their orders get no decision), and place others where
+        murmur2 mod the configured count says they do not belong (rejected, orders blocked): the
+        tasks keep deciding what is still placed as before, and the worker says it is not ready.
+        """
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by start()
+        expected = self.config.partitions
+        counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in self.topics}
+        wrong = {t: n for t, n in sorted(counts.items()) if n and n != expected}
+        if wrong and wrong != self.layout_errors:
+            log.error(
+                "topics %s no longer have MARKETBAN_TOPIC_PARTITIONS=%d partitions: orders in "
+                "the added partitions get no decision, records the new count moves to another "
+                "partition are rejected (orders blocked); partitions cannot be taken away: move "
+                "to a deployment with the new count (docs/operations.md, Changing the partition "
+                "count)",
+                wrong,
+                expected,
+            )
+        self.layout_errors = wrong
 
 
 class _SupersededError(Exception):
