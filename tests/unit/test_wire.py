@@ -85,6 +85,14 @@ def test_unreadable_payloads_are_rejected_with_the_payload_text(payload, error) 
         assert rejected.payload  # the raw text travels with the rejection (truncated if huge)
 
 
+def test_a_message_without_a_value_is_rejected_as_such_and_its_order_blocked() -> None:
+    for topic in ("orders", "bans", "accounts", "evidence", "holdings", "executions"):
+        (t, key, rejected), *rest = handle(topic, "K", b"")
+        assert (t, key) == ("rejected", "K")
+        assert "has no value (null or empty)" in rejected.error
+        assert rest == []  # no order_id to block: nothing for a gateway to wait on
+
+
 def test_a_record_keyed_by_something_else_is_refused_so_state_stays_partitioned() -> None:
     out = handle("accounts", "A2", {"account_id": "A1", "person_id": "P1", "kind": "cash"})
     assert "is not its account_id" in out[0][2].error

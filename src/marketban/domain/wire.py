@@ -27,6 +27,9 @@ def parse_object(payload: bytes | dict[str, Any]) -> dict[str, Any]:
     """Parse a JSON object payload (or pass an already-parsed one through)."""
     if isinstance(payload, dict):
         return payload
+    if not payload:
+        # A null value reaches here as b"": a tombstone, or a producer that sent the key alone.
+        raise DecodeError("the message has no value (null or empty); expected a JSON object")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
