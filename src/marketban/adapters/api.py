@@ -495,7 +495,11 @@ def _order_fields(query: Mapping[str, str]) -> dict[str, Any]:
     }
     fields["order_id"] = query.get("order_id", "dry-run")
     quantity = query.get("quantity", "")
-    fields["quantity"] = int(quantity) if quantity.isdigit() else quantity or None
+    # str.isdigit also accepts digits int() cannot read ("²"): those stay text, and validation
+    # answers 400 instead of the view failing.
+    fields["quantity"] = (
+        int(quantity) if quantity.isascii() and quantity.isdigit() else quantity or None
+    )
     if "entered_at" not in fields:
         now = datetime.now(SHANGHAI)  # wall-clock ok: a dry run asks about "now" unless told
         fields["entered_at"] = now.isoformat()
