@@ -194,7 +194,6 @@ def test_partitions_added_to_orders_while_it_runs_make_it_unready_and_allow_no_b
     assert added, "no order landed in the added partition: the test proves nothing"
     assert not added & verdicts.keys(), "an order in a partition no task reads was decided"
     assert verdicts.keys() == placed.keys() - added
-    assert health["checks"] == {**health["checks"], "topic_layout": False}
     assert f'marketban_topic_partitions_unexpected{{topic="{topic}"}} {partitions + 1}.0' in metrics
     assert f"no longer have MARKETBAN_TOPIC_PARTITIONS={partitions} partitions" in worker.log()
     assert_logs_clean(worker.log())
