@@ -1,7 +1,8 @@
-"""Builders of input messages for engine tests."""
+"""Builders of input messages for engine tests, and stand-ins for the worker's parts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from marketban.domain.calendars import default_calendar
@@ -107,3 +108,15 @@ def holding(
     account: str = "A1", security: str = "600000", *, qty: int = 1000, as_of: str = "2024-05-10"
 ) -> dict[str, Any]:
     return {"account_id": account, "security": security, "quantity": qty, "as_of": as_of}
+
+
+@dataclass
+class DeciderHealthStub:
+    """A decider's health as the metrics read it (``DeciderHealth``)."""
+
+    hanging: dict[int, int] = field(default_factory=dict)
+    failing: float = 0.0
+    layout_errors: dict[str, int] = field(default_factory=dict)
+
+    def fetch_failing_for(self) -> float:
+        return self.failing

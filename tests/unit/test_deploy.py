@@ -147,15 +147,21 @@ def test_prometheus_scrapes_the_worker_pods_metrics() -> None:
 def test_alerts_use_only_metrics_the_worker_exposes() -> None:
     from marketban.adapters.metrics import Metrics  # noqa: PLC0415
     from marketban.domain.engine import Source  # noqa: PLC0415
-    from tests.unit.helpers import ban, feed, link, new_engine, order  # noqa: PLC0415
+    from tests.unit.helpers import (  # noqa: PLC0415
+        DeciderHealthStub,
+        ban,
+        feed,
+        link,
+        new_engine,
+        order,
+    )
 
     engine = new_engine()
     outputs = feed(engine, ("bans", ban()), ("accounts", link()), ("orders", order("O1")))
     outputs += engine.handle("orders", "A1", b"{", Source("orders"))
+    metrics = Metrics(lambda: {"accounts": 0}, lambda: {("t", 0): 0})
     # A labelled metric shows once it has a sample.
-    metrics = Metrics(
-        lambda: {"accounts": 0}, lambda: {("t", 0): 0}, layout_errors=lambda: {"t": 4}
-    )
+    metrics.watch(DeciderHealthStub(hanging={0: 1}, layout_errors={"t": 4}))
     metrics.count(outputs, "orders")
     exposed = metrics.exposition().decode()
     names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line[:1] != "#"}

@@ -16,7 +16,7 @@ from marketban.adapters.metrics import LoopLagProbe, Metrics
 from marketban.domain.engine import Source
 from marketban.service.monitor import Disposition, Tally, ViolationLog
 from marketban.service.openapi import openapi
-from tests.unit.helpers import ban, feed, link, new_engine, order
+from tests.unit.helpers import DeciderHealthStub, ban, feed, link, new_engine, order
 
 MINUTE = 60_000
 
@@ -153,12 +153,9 @@ def test_metrics_count_by_closed_labels_and_never_carry_persons_or_accounts() ->
         ("orders", order("O2", account="A2")),
     )
     out += engine.handle("orders", "A1", b"{broken", Source("marketban.orders"))
-    metrics = Metrics(
-        lambda: {"accounts": 2},
-        lambda: {("marketban.orders", 0): 7},
-        lambda: {2: 406},
-        lambda: 12.5,
-        lambda: {"marketban.orders": 8},
+    metrics = Metrics(lambda: {"accounts": 2}, lambda: {("marketban.orders", 0): 7})
+    metrics.watch(
+        DeciderHealthStub(hanging={2: 406}, failing=12.5, layout_errors={"marketban.orders": 8})
     )
     metrics.count(out, "orders")
     for seconds in (0.003, 0.5, 0.005):  # 0.005 is on a bound: counted as <= it

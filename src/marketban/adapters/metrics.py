@@ -16,7 +16,7 @@ import contextlib
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -39,6 +39,22 @@ LOOP_LAG_EVERY_S = 0.1
 #: Records not yet read, by (topic, partition).
 Lag = Mapping[tuple[str, int], int]
 
+
+class DeciderHealth(Protocol):
+    """What the metrics read of the decider when scraped (``marketban.decider.Decider``)."""
+
+    @property
+    def hanging(self) -> Mapping[int, int]:
+        """Task -> the first offset of a transaction hanging in its changelog partition."""
+
+    @property
+    def layout_errors(self) -> Mapping[str, int]:
+        """Topic read -> its partition count, where that is not the configured one."""
+
+    def fetch_failing_for(self) -> float:
+        """For how long every fetch has failed, in seconds (0 if the last one worked)."""
+
+
 _COUNTERS = {
     "d": ("marketban_decisions", "Orders decided, by verdict and clause", ["verdict", "clause"]),
     "v": ("marketban_violations", "Violations emitted, by kind", ["kind"]),
@@ -58,15 +74,10 @@ class Metrics(Collector):
         self,
         sizes: Callable[[], Mapping[str, int]],
         lag: Callable[[], Lag],
-        hanging: Callable[[], Mapping[int, int]] = dict,
-        fetch_failing: Callable[[], float] = float,
-        layout_errors: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._sizes = sizes
         self._lag = lag
-        self._hanging = hanging
-        self._fetch_failing = fetch_failing
-        self._layout_errors = layout_errors
+        self._decider: DeciderHealth | None = None
         self._counts: dict[tuple[str, ...], int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self._latency_sum = 0.0
@@ -74,6 +85,10 @@ class Metrics(Collector):
         self._lag_sum = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+
+    def watch(self, decider: DeciderHealth) -> None:
+        """Report ``decider``'s health too (it is made after the metrics it counts into)."""
+        self._decider = decider
 
     def count(self, outputs: Iterable[Output], source: str) -> None:
         """Count what one input of ``source`` (spec topic name) caused."""
@@ -149,13 +164,14 @@ class Metrics(Collector):
             "Offset where a transaction hangs undecided in a task's changelog (operations.md)",
             labels=["task"],
         )
-        for task, offset in sorted(self._hanging().items()):
+        decider = self._decider
+        for task, offset in sorted(decider.hanging.items() if decider else ()):
             hanging.add_metric([str(task)], offset)
         yield hanging
         yield GaugeMetricFamily(
             "marketban_fetch_failing_seconds",
             "For how long every fetch of the decider has failed (0: the last one worked)",
-            value=self._fetch_failing(),
+            value=decider.fetch_failing_for() if decider else 0.0,
         )
         layout = GaugeMetricFamily(
             "marketban_topic_partitions_unexpected",
@@ -163,7 +179,7 @@ class Metrics(Collector):
             "MARKETBAN_TOPIC_PARTITIONS (partitions added while it ran; operations.md)",
             labels=["topic"],
         )
-        for topic, count in sorted(self._layout_errors().items()):
+        for topic, count in sorted(decider.layout_errors.items() if decider else ()):
             layout.add_metric([topic], count)
         yield layout
 

@@ -130,15 +130,9 @@ class MarketbanWorker:
             s.kafka(), [*self._observed, s.dispositions_topic], s.topic_partitions, self._observe
         )
         self.dispositions = DispositionRecorder(s)
-        # The decider, made next, reports to the metrics: they read it back only when scraped.
-        self.metrics = Metrics(
-            self._sizes,
-            self._lag,
-            lambda: self.decider.hanging,
-            lambda: self.decider.fetch_failing_for(),  # noqa: PLW0108 - made below
-            lambda: self.decider.layout_errors,
-        )
+        self.metrics = Metrics(self._sizes, self._lag)
         self.decider = Decider(s, calendar, self.metrics)
+        self.metrics.watch(self.decider)
         self._add_health_views()
         Api(
             self.app,
