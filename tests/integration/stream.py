@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from marketban.adapters.audit_reader import read_topics
 from marketban.adapters.kafka_admin import wait_caught_up as caught_up
 from marketban.adapters.processes import Child, free_port, wait_ready
 from marketban.settings import Settings
+from tests.integration.api import eventually, http
 
 INPUTS = ("bans", "accounts", "orders", "evidence", "holdings", "executions")
 
@@ -37,6 +39,25 @@ def start_worker(env: dict[str, str], log: Path, ready_within_s: float = 120) ->
         worker.stop()
         raise
     return worker
+
+
+def wait_split(*envs: dict[str, str], within_s: float = 60) -> None:
+    """Wait until each worker holds tasks and together they hold every partition's task once."""
+    partitions = {f"task_{p}" for p in range(int(envs[0]["MARKETBAN_TOPIC_PARTITIONS"]))}
+
+    def held() -> bool:
+        owned = [_tasks_held(int(env["MARKETBAN_WEB_PORT"])) for env in envs]
+        every = [t for tasks in owned for t in tasks]
+        return all(owned) and sorted(every) == sorted(partitions)
+
+    eventually(held, within_s, "the workers' group to split the tasks between them")
+
+
+def _tasks_held(port: int) -> set[str]:
+    """The tasks a worker's /metrics shows it holds (its ``task_<p>`` table entries)."""
+    _status, text = http(port, "/metrics")
+    found = re.findall(r'^marketban_table_entries\{table="(task_\d+)"\}', str(text), re.MULTILINE)
+    return set(found)
 
 
 def cli(env: dict[str, str], *args: str, stdin: bytes | None = None, timeout: float = 300) -> bytes:

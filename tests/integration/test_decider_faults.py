@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 from pathlib import Path
 
 import orjson
@@ -28,7 +27,14 @@ from confluent_kafka import Producer
 from marketban.decider.partitioning import partition_of
 from tests.integration.api import eventually, http
 from tests.integration.chaos import Market, Supervised, market
-from tests.integration.stream import banned_accounts, buy_order, cli, start_worker, worker_env
+from tests.integration.stream import (
+    banned_accounts,
+    buy_order,
+    cli,
+    start_worker,
+    wait_split,
+    worker_env,
+)
 from tests.integration.test_chaos import ORDERS, SCALE, _env, assert_clean, assert_logs_clean, audit
 
 
@@ -80,7 +86,7 @@ def test_two_workers_and_input_fed_without_waiting_match_the_audit(
     first = start_worker(_env(kafka_env, tmp_path / "data1"), tmp_path / "one.log")
     second = start_worker(_env(kafka_env, tmp_path / "data2"), tmp_path / "two.log")
     try:
-        time.sleep(8)  # both in the group: the tasks are split between them
+        wait_split(first.env, second.env)  # both in the group: the tasks split between them
         cli(kafka_env, "feed", "--no-wait", str(tmp_path / "market.jsonl"))
         report = audit(kafka_env)
     finally:

@@ -33,6 +33,7 @@ from tests.integration.stream import (
     start_worker,
     through_worker,
     wait_caught_up,
+    wait_split,
     worker_env,
 )
 
@@ -65,7 +66,7 @@ def test_two_workers_give_the_same_decisions_and_violations_as_replay(
     env = worker_env(kafka_env, tmp_path / "data2")
     second = start_worker(env, tmp_path / "two.log")
     try:
-        time.sleep(6)  # both in the group: the tasks are split between them
+        wait_split(first.env, env)  # both in the group: the tasks are split between them
         cli(env, "feed", str(SCENARIOS / "rules.jsonl"))
         streamed = cli(env, "tail", "--idle", "3")
     finally:
