@@ -16,6 +16,7 @@ import contextlib
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -55,6 +56,17 @@ class DeciderHealth(Protocol):
         """For how long every fetch has failed, in seconds (0 if the last one worked)."""
 
 
+class _NoDecider:
+    """The health reported until ``Metrics.watch``: nothing hangs, fails or is misplaced."""
+
+    hanging: Mapping[int, int] = MappingProxyType({})
+    layout_errors: Mapping[str, int] = MappingProxyType({})
+
+    def fetch_failing_for(self) -> float:
+        """Nothing has been fetched yet, so nothing has failed."""
+        return 0.0
+
+
 _COUNTERS = {
     "d": ("marketban_decisions", "Orders decided, by verdict and clause", ["verdict", "clause"]),
     "v": ("marketban_violations", "Violations emitted, by kind", ["kind"]),
@@ -77,7 +89,7 @@ class Metrics(Collector):
     ) -> None:
         self._sizes = sizes
         self._lag = lag
-        self._decider: DeciderHealth | None = None
+        self._decider: DeciderHealth = _NoDecider()
         self._counts: dict[tuple[str, ...], int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self._latency_sum = 0.0
@@ -165,13 +177,13 @@ class Metrics(Collector):
             labels=["task"],
         )
         decider = self._decider
-        for task, offset in sorted(decider.hanging.items() if decider else ()):
+        for task, offset in sorted(decider.hanging.items()):
             hanging.add_metric([str(task)], offset)
         yield hanging
         yield GaugeMetricFamily(
             "marketban_fetch_failing_seconds",
             "For how long every fetch of the decider has failed (0: the last one worked)",
-            value=decider.fetch_failing_for() if decider else 0.0,
+            value=decider.fetch_failing_for(),
         )
         layout = GaugeMetricFamily(
             "marketban_topic_partitions_unexpected",
@@ -179,7 +191,7 @@ class Metrics(Collector):
             "MARKETBAN_TOPIC_PARTITIONS (partitions added while it ran; operations.md)",
             labels=["topic"],
         )
-        for topic, count in sorted(decider.layout_errors.items() if decider else ()):
+        for topic, count in sorted(decider.layout_errors.items()):
             layout.add_metric([topic], count)
         yield layout
 
